@@ -1,0 +1,304 @@
+//! `make bench`: the full request path measured against the transport's own
+//! ceiling, in one run on this machine.
+//!
+//! It starts the release binaries (gateway, trips, airports) against the local
+//! RabbitMQ and private Redis servers, plus an echo service (this program,
+//! re-executed) behind the same generated stubs and transport, and measures at
+//! 1, 16 and 64 concurrent connections:
+//!
+//! 1. the raw AMQP RPC ceiling: `airports.v1.Airports/Get` on the echo service,
+//!    called by the same client code the gateway uses (no gateway, no Redis);
+//! 2. REST `GET /airport/{id}` and `POST /trip` through the gateway, with wrk
+//!    (and GET again with a Rust HTTP/1.1 client in the same closed loop as
+//!    gRPC, so REST and gRPC can be compared client for client);
+//! 3. the same two calls through the gateway's gRPC port, with a tonic client
+//!    (one HTTP/2 connection per concurrent caller).
+//!
+//! It prints a markdown table (req/s, p50/p99/p99.9, errors, ratio to the
+//! ceiling at the same concurrency, and each process's RSS idle and under
+//! load) and writes the same as JSON to `bench-results/` (git-ignored).
+//! `BENCH_SECONDS` (default 10) and `BENCH_WARMUP_SECONDS` (default 2) set the
+//! length of each measurement.
+
+mod load;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use airbridge::airports::v1::airports_amqp::{AirportsAmqpClient, AirportsAmqpServer};
+use airbridge::airports::v1::airports_client::AirportsClient;
+use airbridge::airports::v1::airports_server::Airports;
+use airbridge::airports::v1::{
+    Airport, CreateAirportRequest, CreateAirportResponse, GetAirportRequest, GetAirportResponse,
+    PingRequest, PingResponse,
+};
+use airbridge::rpc::RpcClient;
+use airbridge::testing::{
+    Process, RedisServer, amqp_url, backend_env, binary, free_port, rpc_config, unique_namespace,
+    wait_for,
+};
+use airbridge::trips::v1::CreateTripRequest;
+use airbridge::trips::v1::trips_client::TripsClient;
+use tonic::{Request, Response, Status};
+
+use crate::load::{RssSampler, Settings};
+use crate::report::Row;
+
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+const ECHO_ROLE: &str = "AIRBRIDGE_BENCH_ECHO";
+
+fn main() {
+    if let Ok(namespace) = std::env::var(ECHO_ROLE) {
+        // The same runtime the backends run on.
+        let env = airbridge::config::Env::from_process();
+        airbridge::app::block_on(&env, serve_echo(namespace));
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = runtime.block_on(run(Settings::from_env()));
+    report::print_and_save(&report);
+}
+
+/// The echo service: Airports whose Get answers at once, with no store.
+struct Echo;
+
+#[tonic::async_trait]
+impl Airports for Echo {
+    async fn create(
+        &self,
+        request: Request<CreateAirportRequest>,
+    ) -> Result<Response<CreateAirportResponse>, Status> {
+        Ok(Response::new(CreateAirportResponse {
+            id: request.into_inner().name,
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<GetAirportRequest>,
+    ) -> Result<Response<GetAirportResponse>, Status> {
+        let id = request.into_inner().id;
+        Ok(Response::new(GetAirportResponse {
+            airport: Some(Airport {
+                name: "Ezeiza".into(),
+                id,
+            }),
+        }))
+    }
+
+    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        Ok(Response::new(PingResponse {
+            message: "pong".into(),
+            store_reachable: true,
+        }))
+    }
+}
+
+async fn serve_echo(namespace: String) {
+    let mut config = airbridge::config::Env::from_process()
+        .rpc_config()
+        .expect("echo configuration");
+    config.topology = airbridge::rpc::Topology::new(Some(namespace));
+    airbridge::rpc::serve(
+        &config,
+        AirportsAmqpServer::new(Echo),
+        airbridge::shutdown::signal(),
+    )
+    .await;
+}
+
+struct System {
+    _trips_redis: RedisServer,
+    _airports_redis: RedisServer,
+    gateway: Process,
+    trips: Process,
+    airports: Process,
+    echo: Process,
+    echo_namespace: String,
+    http: String,
+    grpc: String,
+}
+
+async fn start() -> System {
+    let namespace = unique_namespace("bench");
+    let echo_namespace = unique_namespace("bench-echo");
+    let trips_redis = RedisServer::start().await;
+    let airports_redis = RedisServer::start().await;
+    let http = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let trips = Process::spawn("trips", &backend_env(&namespace, &trips_redis.url()));
+    let airports = Process::spawn("airports", &backend_env(&namespace, &airports_redis.url()));
+    let gateway = Process::spawn(
+        "gateway",
+        &[
+            ("AMQP_URL", amqp_url()),
+            ("AMQP_NAMESPACE", namespace.clone()),
+            ("HTTP_ADDR", http.clone()),
+            ("GRPC_ADDR", grpc.clone()),
+        ],
+    );
+    let me = std::env::current_exe().expect("own path");
+    let echo = Process::spawn_path(
+        &me,
+        &[],
+        &[
+            (ECHO_ROLE, echo_namespace.clone()),
+            ("AMQP_URL", amqp_url()),
+        ],
+    );
+    let system = System {
+        _trips_redis: trips_redis,
+        _airports_redis: airports_redis,
+        gateway,
+        trips,
+        airports,
+        echo,
+        echo_namespace,
+        http: format!("http://{http}"),
+        grpc,
+    };
+    let client = reqwest::Client::new();
+    let health = format!("{}/health", system.http);
+    let want = r#"{"status": "ok", "broker": "up", "backends": {"trips": "up", "airports": "up"}}"#;
+    wait_for(
+        "the system to be healthy",
+        Duration::from_secs(30),
+        || async {
+            let body = client.get(&health).send().await.ok()?.text().await.ok()?;
+            (body == want).then_some(())
+        },
+    )
+    .await;
+    let echo = AirportsAmqpClient::new(RpcClient::new(rpc_config(&system.echo_namespace)));
+    wait_for("the echo service", Duration::from_secs(30), || async {
+        echo.ping(Request::new(PingRequest {})).await.ok()
+    })
+    .await;
+    system
+}
+
+async fn run(settings: Settings) -> report::Report {
+    assert!(
+        binary("gateway").starts_with(release_dir()),
+        "run the benchmark with release binaries: make bench"
+    );
+    let system = start().await;
+    let client = reqwest::Client::new();
+    let airport_id = client
+        .post(format!("{}/airport", system.http))
+        .body(r#"{"airport": "Ezeiza"}"#)
+        .send()
+        .await
+        .expect("create an airport")
+        .text()
+        .await
+        .unwrap();
+    assert!(airbridge::id::is_id(&airport_id), "{airport_id}");
+
+    let processes = [
+        ("gateway", system.gateway.id()),
+        ("trips", system.trips.id()),
+        ("airports", system.airports.id()),
+        ("echo", system.echo.id()),
+    ];
+    let sampler = RssSampler::start(&processes);
+    let idle = sampler.current();
+
+    let mut rows = Vec::new();
+    for concurrency in CONCURRENCY {
+        let echo = AirportsAmqpClient::new(RpcClient::new(rpc_config(&system.echo_namespace)));
+        let id = airport_id.clone();
+        let ceiling = load::closed_loop(&settings, concurrency, move |_| {
+            let echo = echo.clone();
+            let id = id.clone();
+            async move {
+                echo.get(Request::new(GetAirportRequest { id }))
+                    .await
+                    .map(drop)
+            }
+        })
+        .await;
+        rows.push(Row::new(
+            "AMQP ceiling: Airports/Get (echo)",
+            concurrency,
+            ceiling,
+        ));
+
+        let get = load::wrk(
+            &settings,
+            concurrency,
+            &format!("{}/airport/{airport_id}", system.http),
+            None,
+        );
+        rows.push(Row::new("REST GET /airport/{id}", concurrency, get));
+        let connections =
+            load::http_connections(system.http.trim_start_matches("http://"), concurrency).await;
+        let path = format!("/airport/{airport_id}");
+        let rust_get = load::closed_loop(&settings, concurrency, move |worker| {
+            let connection = connections[worker].clone();
+            let path = path.clone();
+            async move { load::http_get(&connection, &path).await }
+        })
+        .await;
+        rows.push(Row::new(
+            "REST GET /airport/{id} (Rust client)",
+            concurrency,
+            rust_get,
+        ));
+        let post = load::wrk(
+            &settings,
+            concurrency,
+            &format!("{}/trip", system.http),
+            Some(r#"{"airport_from": "EZE", "airport_to": "CPC"}"#),
+        );
+        rows.push(Row::new("REST POST /trip", concurrency, post));
+
+        let channels = load::grpc_channels(&system.grpc, concurrency).await;
+        let id = airport_id.clone();
+        let by_worker = channels.clone();
+        let grpc_get = load::closed_loop(&settings, concurrency, move |worker| {
+            let mut airports = AirportsClient::new(by_worker[worker].clone());
+            let id = id.clone();
+            async move { airports.get(GetAirportRequest { id }).await.map(drop) }
+        })
+        .await;
+        rows.push(Row::new(
+            "gRPC airports.v1.Airports/Get",
+            concurrency,
+            grpc_get,
+        ));
+        let grpc_create = load::closed_loop(&settings, concurrency, move |worker| {
+            let mut trips = TripsClient::new(channels[worker].clone());
+            async move {
+                trips
+                    .create(CreateTripRequest {
+                        airport_from: "EZE".into(),
+                        airport_to: "CPC".into(),
+                    })
+                    .await
+                    .map(drop)
+            }
+        })
+        .await;
+        rows.push(Row::new(
+            "gRPC trips.v1.Trips/Create",
+            concurrency,
+            grpc_create,
+        ));
+    }
+    let peak = sampler.stop().await;
+    report::with_rss(rows, &idle, &peak)
+}
+
+fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    // target/release/deps/e2e-<hash>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("inside target/")
+        .to_owned()
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make test`: make sure what the tests talk to is there, then run the whole
+# suite. The tests need a RabbitMQ on localhost (AMQP_URL to point elsewhere)
+# and the redis-server binary (each test starts private Redis servers, so it
+# can stop and restart them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+amqp_port=${AMQP_PORT:-5672}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds what
+  local deadline=$((SECONDS + $2))
+  until port_open "$1"; do
+    if ((SECONDS >= deadline)); then echo "error: $3 did not come up within $2 s" >&2; exit 1; fi
+    sleep 0.5
+  done
+}
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+if ! port_open "$amqp_port" && [ -z "${AMQP_URL:-}" ]; then
+  if command -v rabbitmq-server >/dev/null; then
+    echo "starting RabbitMQ (rabbitmq-server -detached)"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    wait_port "$amqp_port" 120 "RabbitMQ"
+  elif compose=$(deploy/compose-command.sh 2>/dev/null) \
+      && $compose -p airbridge-dev -f deploy/dev/compose.yaml up -d 2>/dev/null; then
+    echo "started RabbitMQ with $compose -p airbridge-dev -f deploy/dev/compose.yaml"
+    export RABBITMQCTL="docker exec airbridge-dev-rabbitmq rabbitmqctl"
+    wait_port "$amqp_port" 120 "RabbitMQ"
+  else
+    missing+=(rabbitmq-server)
+  fi
+fi
+if ((${#missing[@]})); then
+  cat >&2 <<MSG
+error: the tests need ${missing[*]}, which is not installed.
+  Debian/Ubuntu: sudo apt-get install -y ${missing[*]}
+  macOS:         brew install ${missing[*]/redis-server/redis}
+(Or point AMQP_URL at a RabbitMQ you already run.)
+MSG
+  exit 1
+fi
+
+cargo build --workspace --bins
+cargo test --workspace

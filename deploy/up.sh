@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make up`: build the images and run the whole system with Docker Compose,
+# then wait until every service is healthy (AIRBRIDGE_UP_TIMEOUT seconds,
+# default 300). Creates deploy/airbridge.env and deploy/rabbitmq.env from the
+# examples when missing. Arguments go to `up -d`:
+#   deploy/up.sh --scale trips=3
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+ensure_env_files
+ensure_base_images
+log "building the images with $compose_cmd"
+compose build
+log "starting the stack (project $AIRBRIDGE_PROJECT)"
+compose up -d --remove-orphans "$@"
+if ! wait_healthy; then
+  die "the stack did not become healthy: see above, and '$compose_cmd -p $AIRBRIDGE_PROJECT -f deploy/compose.yaml logs'"
+fi
+
+cat <<MSG
+
+airbridge is up.
+  REST         http://localhost:$http_port        curl localhost:$http_port/ping
+  gRPC         localhost:$grpc_port              grpcurl -plaintext localhost:$grpc_port list
+  RabbitMQ UI  http://127.0.0.1:$rabbitmq_ui_port  (the account in deploy/rabbitmq.env)
+
+Try:
+  curl -XPOST localhost:$http_port/airport -d '{"airport": "Ezeiza"}'
+  curl -XPOST localhost:$http_port/trip -d '{"airport_from": "EZE", "airport_to": "CPC"}'
+  grpcurl -plaintext -d '{"name": "Ezeiza"}' localhost:$grpc_port airports.v1.Airports/Create
+
+More backends:   deploy/up.sh --scale trips=3   (make up ARGS="--scale trips=3")
+Logs, state:     make logs, make ps
+Stop:            make down   (deploy/down.sh -v also deletes the Redis data)
+MSG

@@ -1,0 +1,205 @@
+//! AMQP RPC: protobuf calls carried over RabbitMQ.
+//!
+//! This module is the whole transport; the stubs that `build.rs` generates for
+//! each service only name methods and (de)serialise messages. The protocol is
+//! described in `docs/amqp-rpc.md`; in short:
+//!
+//! * Each service consumes one durable queue named after the fully qualified
+//!   service (`trips.v1.Trips`), optionally under a namespace
+//!   (`<namespace>.trips.v1.Trips`). Messages the service rejects go to the
+//!   dead-letter exchange `[<namespace>.]airbridge.dead-letter` and end up in
+//!   the bounded queue `<queue>.dead-letter`.
+//! * A request is the protobuf-encoded message with `content_type`
+//!   `application/x-protobuf`, `type` = the method name, a `correlation_id`, a
+//!   unique `message_id`, `reply_to` = `amq.rabbitmq.reply-to`, `expiration` =
+//!   the time left until the caller's deadline, and the headers
+//!   `x-deadline-ms` (the absolute deadline, Unix milliseconds) and
+//!   `traceparent` (W3C trace context).
+//! * Requests are published `mandatory` on a channel in confirm mode, so a call
+//!   to a queue that does not exist fails at once with `UNAVAILABLE`.
+//! * A reply carries the encoded response, or a `grpc-status` (and
+//!   `grpc-message`) header for an error, with the request's `correlation_id`.
+
+mod acks;
+mod client;
+mod server;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lapin::types::{AMQPValue, FieldTable};
+
+pub use client::RpcClient;
+pub use server::{CallContext, CallError, IncomingCall, Service, serve};
+
+/// The content type of every request and reply.
+pub const CONTENT_TYPE: &str = "application/x-protobuf";
+/// RabbitMQ's direct reply-to pseudo-queue: replies go straight to the
+/// caller's channel, with no reply queue to declare or delete.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Reply header carrying the numeric gRPC status code of a failed call.
+pub const STATUS_HEADER: &str = "grpc-status";
+/// Reply header carrying the human-readable message of a failed call.
+pub const MESSAGE_HEADER: &str = "grpc-message";
+/// Request header carrying the W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// Request header carrying the caller's deadline in Unix milliseconds.
+pub const DEADLINE_HEADER: &str = "x-deadline-ms";
+/// Request metadata a caller may set to choose the `message_id` of a call,
+/// making a retried call idempotent (at most 128 visible ASCII characters).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Settings shared by RPC clients and servers.
+#[derive(Clone, Debug)]
+pub struct RpcConfig {
+    /// The broker, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// Names of queues and exchanges.
+    pub topology: Topology,
+    /// Deadline of a call whose caller gave none.
+    pub default_timeout: Duration,
+    /// How many unacknowledged requests a server takes at once.
+    pub prefetch: u16,
+}
+
+impl RpcConfig {
+    /// Settings for `url` with no namespace and the default limits.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            topology: Topology::default(),
+            default_timeout: Duration::from_secs(5),
+            prefetch: 64,
+        }
+    }
+}
+
+/// Names of the queues and exchanges that carry RPC traffic.
+///
+/// A namespace keeps separate deployments (or parallel test runs) on one broker
+/// from ever seeing each other's messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    namespace: Option<String>,
+}
+
+impl Topology {
+    /// Names under `namespace`; `None` or an empty string means no prefix.
+    pub fn new(namespace: Option<String>) -> Self {
+        Self {
+            namespace: namespace.filter(|ns| !ns.is_empty()),
+        }
+    }
+
+    /// The namespace, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The queue that `service` (fully qualified, e.g. `trips.v1.Trips`) consumes.
+    pub fn queue(&self, service: &str) -> String {
+        self.prefixed(service)
+    }
+
+    /// The exchange that rejected requests are dead-lettered to.
+    pub fn dead_letter_exchange(&self) -> String {
+        self.prefixed("airbridge.dead-letter")
+    }
+
+    /// The queue that keeps the rejected requests of `service`.
+    pub fn dead_letter_queue(&self, service: &str) -> String {
+        format!("{}.dead-letter", self.queue(service))
+    }
+
+    fn prefixed(&self, name: &str) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}.{name}"),
+            None => name.to_owned(),
+        }
+    }
+}
+
+/// Encodes a handler's response for the reply message.
+pub fn encode_response<M: prost::Message>(response: tonic::Response<M>) -> bytes::Bytes {
+    response.into_inner().encode_to_vec().into()
+}
+
+/// Parses a `grpc-timeout` metadata value: up to 8 digits and a unit.
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Milliseconds since the Unix epoch, the unit of [`DEADLINE_HEADER`].
+fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn header_str<'a>(headers: &'a Option<FieldTable>, name: &str) -> Option<&'a str> {
+    match headers.as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+fn header_int(headers: &Option<FieldTable>, name: &str) -> Option<i64> {
+    match headers.as_ref()?.inner().get(name)? {
+        AMQPValue::ShortShortInt(v) => Some((*v).into()),
+        AMQPValue::ShortShortUInt(v) => Some((*v).into()),
+        AMQPValue::ShortInt(v) => Some((*v).into()),
+        AMQPValue::ShortUInt(v) => Some((*v).into()),
+        AMQPValue::LongInt(v) => Some((*v).into()),
+        AMQPValue::LongUInt(v) => Some((*v).into()),
+        AMQPValue::LongLongInt(v) => Some(*v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        assert_eq!(parse_grpc_timeout("123456789m"), None, "over 8 digits");
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+        assert_eq!(parse_grpc_timeout("-1S"), None);
+    }
+
+    #[test]
+    fn topology_names() {
+        let plain = Topology::new(None);
+        assert_eq!(plain.queue("trips.v1.Trips"), "trips.v1.Trips");
+        assert_eq!(plain.dead_letter_exchange(), "airbridge.dead-letter");
+        assert_eq!(
+            plain.dead_letter_queue("trips.v1.Trips"),
+            "trips.v1.Trips.dead-letter"
+        );
+        let ns = Topology::new(Some("t1".into()));
+        assert_eq!(ns.queue("trips.v1.Trips"), "t1.trips.v1.Trips");
+        assert_eq!(ns.dead_letter_exchange(), "t1.airbridge.dead-letter");
+        assert_eq!(Topology::new(Some(String::new())), plain);
+    }
+}

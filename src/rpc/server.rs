@@ -1,0 +1,560 @@
+//! The serving side of AMQP RPC.
+//!
+//! [`serve`] consumes one service's queue and hands each request to a
+//! [`Service`] (in practice a generated `<Name>AmqpServer` wrapping any
+//! implementation of the tonic service trait). Requests are handled
+//! concurrently, up to the configured prefetch; each is acknowledged only after
+//! its reply has been published, so a crash mid-call leaves the request in the
+//! queue for another replica. A request that cannot be decoded or routed is
+//! answered with an error (when it names a `reply_to`) and rejected without
+//! requeue, which dead-letters it: garbage never crashes the server and never
+//! loops.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Extensions, Request, Status};
+use tracing::Instrument;
+
+use super::acks::{self, Settled};
+use super::{
+    CONTENT_TYPE, DEADLINE_HEADER, MESSAGE_HEADER, RpcConfig, STATUS_HEADER, TRACEPARENT_HEADER,
+    Topology, header_int, header_str, unix_millis,
+};
+
+/// Most messages a dead-letter queue keeps; the oldest are dropped past it.
+const DEAD_LETTER_LIMIT: i64 = 10_000;
+/// Longest wait between two attempts to reach the broker: short, so service
+/// comes back within about a second of the broker (make chaos, scenario 1).
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// One service as the AMQP server sees it: a name and a way to answer calls.
+///
+/// `build.rs` implements it for every service in `proto/`; there is rarely a
+/// reason to implement it by hand.
+#[tonic::async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// The fully qualified service name, e.g. `trips.v1.Trips`.
+    fn name(&self) -> &'static str;
+
+    /// Answers one call with the encoded response.
+    async fn call(&self, call: IncomingCall) -> Result<Bytes, CallError>;
+}
+
+/// Why a call produced no response.
+#[derive(Debug)]
+pub enum CallError {
+    /// The handler answered with an error status; the request was handled and
+    /// is acknowledged.
+    Status(Status),
+    /// The request cannot be handled at all (unknown method, undecodable
+    /// body): it is answered with this status and dead-lettered.
+    Rejected(Status),
+}
+
+impl From<Status> for CallError {
+    fn from(status: Status) -> Self {
+        CallError::Status(status)
+    }
+}
+
+/// What a handler can learn about the AMQP message behind its request; it is
+/// in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// The request's `message_id`: the same on every redelivery of one call,
+    /// so handlers use it to make side effects idempotent.
+    pub message_id: Option<String>,
+    /// Whether the broker delivered this message before (to a server that did
+    /// not acknowledge it).
+    pub redelivered: bool,
+    /// When the caller stops waiting for the reply.
+    pub deadline: Option<Instant>,
+}
+
+/// A request taken off a service queue, not yet decoded.
+#[derive(Debug)]
+pub struct IncomingCall {
+    method: String,
+    payload: Vec<u8>,
+    metadata: MetadataMap,
+    context: CallContext,
+}
+
+impl IncomingCall {
+    /// The method named by the message's `type` property.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// What the message says about itself.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// Decodes the payload into the request a service trait method takes; the
+    /// metadata carries `traceparent` and `grpc-timeout`, the extensions the
+    /// [`CallContext`].
+    pub fn decode<M: Message + Default>(self) -> Result<Request<M>, CallError> {
+        let message = M::decode(self.payload.as_slice()).map_err(|err| {
+            CallError::Rejected(Status::invalid_argument(format!(
+                "cannot decode the {} request: {err}",
+                self.method
+            )))
+        })?;
+        let mut extensions = Extensions::new();
+        extensions.insert(self.context);
+        Ok(Request::from_parts(self.metadata, extensions, message))
+    }
+
+    /// The error for a method the service does not have.
+    pub fn unknown_method(&self) -> CallError {
+        CallError::Rejected(Status::unimplemented(format!(
+            "unknown method {:?}",
+            self.method
+        )))
+    }
+}
+
+/// Serves `service` from its queue until `shutdown` completes.
+///
+/// Declares the queue and its dead-letter route, then consumes. When the
+/// connection drops it reconnects with a growing delay; requests that were in
+/// flight are redelivered by the broker. On shutdown it stops consuming,
+/// finishes the calls in flight, and closes the connection.
+pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Future<Output = ()>) {
+    let service = Arc::new(service);
+    let in_flight = TaskTracker::new();
+    let redeliveries = Redeliveries::default();
+    let queue = config.topology.queue(service.name());
+    tokio::pin!(shutdown);
+
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let opened = tokio::select! {
+            () = &mut shutdown => break,
+            opened = Consumer::open(config, service.name()) => opened,
+        };
+        let consumer = match opened {
+            Ok(consumer) => consumer,
+            Err(err) => {
+                tracing::warn!(error = %err, %queue, retry_in = ?delay, "cannot consume from the message broker");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        tracing::info!(%queue, prefetch = config.prefetch, "serving");
+
+        let stopped = tokio::select! {
+            () = &mut shutdown => true,
+            () = consumer.run(&service, &in_flight, &redeliveries) => false,
+        };
+        if stopped {
+            consumer.stop(&in_flight).await;
+            return;
+        }
+        tracing::warn!(%queue, "message broker connection lost; reconnecting");
+    }
+    in_flight.close();
+    in_flight.wait().await;
+}
+
+/// How often one replica takes back a request that was in flight when its
+/// connection died, before it dead-letters the request unhandled.
+const MAX_REDELIVERIES: u8 = 2;
+/// Most requests [`Redeliveries`] remembers before it starts afresh.
+const REDELIVERIES_REMEMBERED: usize = 10_000;
+
+/// Requests this replica has seen redelivered, by fingerprint.
+///
+/// A request that kills the connection it is handled on (RabbitMQ 3.10, for
+/// one, closes the connection when a reply goes to a forged direct reply-to
+/// address) would otherwise come back for ever, tearing down every call
+/// beside it each time. Counting its returns bounds that at
+/// `MAX_REDELIVERIES` per replica; an ordinary redelivery (a replica died
+/// mid-call) counts once and is handled as usual.
+#[derive(Default)]
+struct Redeliveries {
+    seen: std::sync::Mutex<HashMap<u64, u8>>,
+}
+
+impl Redeliveries {
+    /// Counts one redelivery of `delivery`; true once it came back too often.
+    fn too_often(&self, delivery: &Delivery) -> bool {
+        let properties = &delivery.properties;
+        let mut hasher = DefaultHasher::new();
+        properties.message_id().hash(&mut hasher);
+        properties.correlation_id().hash(&mut hasher);
+        properties.reply_to().hash(&mut hasher);
+        properties.kind().hash(&mut hasher);
+        delivery.data.hash(&mut hasher);
+        let mut seen = self.seen.lock().expect("poisoned");
+        if seen.len() >= REDELIVERIES_REMEMBERED {
+            // Forgetting only delays the cut-off for a looping request.
+            seen.clear();
+        }
+        let count = seen.entry(hasher.finish()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count > MAX_REDELIVERIES
+    }
+}
+
+/// One connection consuming a service queue.
+struct Consumer {
+    connection: Connection,
+    channel: Channel,
+    consumer: lapin::Consumer,
+    queue: String,
+    settled: mpsc::UnboundedSender<Settled>,
+    acker: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    async fn open(config: &RpcConfig, service: &str) -> lapin::Result<Self> {
+        let queue = &config.topology.queue(service);
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("airbridge {queue}").into());
+        let connection = Connection::connect(&config.url, properties).await?;
+        let channel = connection.create_channel().await?;
+        declare(&channel, &config.topology, service).await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let (settled, reports) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(acks::run(channel.clone(), reports));
+        Ok(Self {
+            connection,
+            channel,
+            consumer,
+            queue: queue.to_owned(),
+            settled,
+            acker,
+        })
+    }
+
+    /// Handles deliveries until the connection or the consumer ends.
+    async fn run<S: Service>(
+        &self,
+        service: &Arc<S>,
+        in_flight: &TaskTracker,
+        redeliveries: &Redeliveries,
+    ) {
+        let mut deliveries = self.consumer.clone();
+        while let Some(delivery) = deliveries.next().await {
+            match delivery {
+                Ok(delivery) if delivery.redelivered && redeliveries.too_often(&delivery) => {
+                    tracing::error!(
+                        method = delivery
+                            .properties
+                            .kind()
+                            .as_ref()
+                            .map_or("", ShortString::as_str),
+                        "a request came back after {MAX_REDELIVERIES} lost connections; \
+                         dead-lettering it unhandled"
+                    );
+                    let _ = self.settled.send(Settled::Reject(delivery.delivery_tag));
+                }
+                Ok(delivery) => {
+                    in_flight.spawn(handle(
+                        self.channel.clone(),
+                        service.clone(),
+                        delivery,
+                        self.settled.clone(),
+                    ));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, queue = %self.queue, "consumer failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops taking requests, answers those in flight, and disconnects.
+    /// Requests delivered but not yet started go back to the queue.
+    async fn stop(self, in_flight: &TaskTracker) {
+        tracing::info!(queue = %self.queue, "shutting down: no new requests");
+        if let Err(err) = self
+            .channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot cancel the consumer");
+        }
+        in_flight.close();
+        in_flight.wait().await;
+        // Every handler is done; once the last sender goes, the acker writes
+        // what it still owes and ends.
+        drop(self.settled);
+        let _ = self.acker.await;
+        let _ = self.connection.close(200, "shutting down".into()).await;
+        tracing::info!(queue = %self.queue, "shut down: every accepted request answered");
+    }
+}
+
+/// Declares the queue of `service` with its dead-letter exchange and queue.
+/// Idempotent.
+async fn declare(channel: &Channel, topology: &Topology, service: &str) -> lapin::Result<()> {
+    let queue = topology.queue(service);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let dead_letter_exchange = topology.dead_letter_exchange();
+    let dead_letter_queue = topology.dead_letter_queue(service);
+    channel
+        .exchange_declare(
+            dead_letter_exchange.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let mut dead_letter_args = FieldTable::default();
+    dead_letter_args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(DEAD_LETTER_LIMIT),
+    );
+    channel
+        .queue_declare(dead_letter_queue.as_str().into(), durable, dead_letter_args)
+        .await?;
+    channel
+        .queue_bind(
+            dead_letter_queue.as_str().into(),
+            dead_letter_exchange.as_str().into(),
+            queue.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dead_letter_exchange.into()),
+    );
+    channel.queue_declare(queue.into(), durable, args).await?;
+    Ok(())
+}
+
+/// Answers one delivery, then has it acknowledged or rejected.
+async fn handle<S: Service>(
+    channel: Channel,
+    service: Arc<S>,
+    delivery: Delivery,
+    settled: mpsc::UnboundedSender<Settled>,
+) {
+    let properties = &delivery.properties;
+    let span = tracing::info_span!(
+        "rpc",
+        service = service.name(),
+        method = properties.kind().as_ref().map_or("", ShortString::as_str),
+        traceparent = header_str(properties.headers(), TRACEPARENT_HEADER).unwrap_or_default(),
+    );
+    let tag = delivery.delivery_tag;
+    let outcome = answer(channel, service, &delivery).instrument(span).await;
+    // Without a published reply the request stays unacknowledged; the broker
+    // redelivers it once this connection is gone.
+    if let Some(outcome) = outcome {
+        let _ = settled.send(match outcome {
+            Outcome::Ack => Settled::Ack(tag),
+            Outcome::Reject => Settled::Reject(tag),
+        });
+    }
+}
+
+enum Outcome {
+    Ack,
+    Reject,
+}
+
+async fn answer<S: Service>(
+    channel: Channel,
+    service: Arc<S>,
+    delivery: &Delivery,
+) -> Option<Outcome> {
+    let reply_to = delivery.properties.reply_to().clone();
+    let correlation_id = delivery.properties.correlation_id().clone();
+
+    let call = match incoming_call(delivery) {
+        Ok(Some(call)) => call,
+        Ok(None) => {
+            tracing::debug!("dropping a request whose caller's deadline has passed");
+            return Some(Outcome::Ack);
+        }
+        Err(status) => {
+            tracing::warn!(reason = status.message(), "rejecting a malformed request");
+            reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
+            return Some(Outcome::Reject);
+        }
+    };
+
+    let started = Instant::now();
+    let outcome = AssertUnwindSafe(service.call(call)).catch_unwind().await;
+    let result = match outcome {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(CallError::Status(status))) => Err(status),
+        Ok(Err(CallError::Rejected(status))) => {
+            tracing::warn!(
+                reason = status.message(),
+                "rejecting a request the service cannot handle"
+            );
+            reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
+            return Some(Outcome::Reject);
+        }
+        Err(_panic) => {
+            // Retrying a request that panicked would panic again: dead-letter it.
+            tracing::error!("handler panicked; rejecting the request");
+            let status = Status::internal("the service failed while handling the request");
+            reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
+            return Some(Outcome::Reject);
+        }
+    };
+    tracing::debug!(
+        elapsed_us = started.elapsed().as_micros() as u64,
+        code = ?result.as_ref().err().map(Status::code),
+        "handled"
+    );
+    let replied = reply(
+        &channel,
+        &reply_to,
+        &correlation_id,
+        result.as_ref().map(Bytes::as_ref),
+    )
+    .await;
+    replied.then_some(Outcome::Ack)
+}
+
+/// Reads a delivery into a call; `Ok(None)` when its deadline already passed.
+fn incoming_call(delivery: &Delivery) -> Result<Option<IncomingCall>, Status> {
+    let properties = &delivery.properties;
+    match properties.content_type().as_ref().map(ShortString::as_str) {
+        Some(CONTENT_TYPE) => {}
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "content type must be {CONTENT_TYPE}, not {other:?}"
+            )));
+        }
+    }
+    let method = properties
+        .kind()
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("the request names no method (type property)"))?
+        .to_string();
+
+    let mut metadata = MetadataMap::new();
+    if let Some(traceparent) = header_str(properties.headers(), TRACEPARENT_HEADER)
+        .and_then(|v| MetadataValue::try_from(v).ok())
+    {
+        metadata.insert(TRACEPARENT_HEADER, traceparent);
+    }
+    let deadline = match header_int(properties.headers(), DEADLINE_HEADER) {
+        Some(at_ms) => {
+            let now_ms = i64::try_from(unix_millis(SystemTime::now())).unwrap_or(i64::MAX);
+            let left_ms = at_ms.saturating_sub(now_ms);
+            if left_ms <= 0 {
+                return Ok(None);
+            }
+            let left = Duration::from_millis(left_ms as u64);
+            let timeout = format!("{}m", left.as_millis().min(99_999_999));
+            metadata.insert(
+                "grpc-timeout",
+                MetadataValue::try_from(timeout).expect("digits are valid metadata"),
+            );
+            Some(Instant::now() + left)
+        }
+        None => None,
+    };
+
+    Ok(Some(IncomingCall {
+        method,
+        payload: delivery.data.clone(),
+        metadata,
+        context: CallContext {
+            message_id: properties.message_id().as_ref().map(ToString::to_string),
+            redelivered: delivery.redelivered,
+            deadline,
+        },
+    }))
+}
+
+/// Publishes the reply when the caller asked for one; false when it could not
+/// be published (the connection is gone).
+async fn reply(
+    channel: &Channel,
+    reply_to: &Option<ShortString>,
+    correlation_id: &Option<ShortString>,
+    result: Result<&[u8], &Status>,
+) -> bool {
+    let Some(reply_to) = reply_to else {
+        return true;
+    };
+    let mut properties = BasicProperties::default().with_content_type(CONTENT_TYPE.into());
+    if let Some(id) = correlation_id {
+        properties = properties.with_correlation_id(id.clone());
+    }
+    let body = match result {
+        Ok(body) => body,
+        Err(status) => {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                STATUS_HEADER.into(),
+                AMQPValue::LongInt(status.code() as i32),
+            );
+            headers.insert(
+                MESSAGE_HEADER.into(),
+                AMQPValue::LongString(status.message().into()),
+            );
+            properties = properties.with_headers(headers);
+            &[]
+        }
+    };
+    let published = channel
+        .basic_publish(
+            "".into(),
+            reply_to.clone(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await;
+    match published {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot publish the reply");
+            false
+        }
+    }
+}

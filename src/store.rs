@@ -1,0 +1,232 @@
+//! Records in Redis, the way the backends keep them.
+//!
+//! A record is a hash under `<kind>:<id>` (`trip:9f1c…` with fields `from` and
+//! `to`; `airport:…` with `name`), readable with `redis-cli HGETALL`. Ids are
+//! UUIDv4 as 32 lowercase hex characters.
+//!
+//! Creating is idempotent per request: the request's AMQP `message_id` is
+//! remembered for a day under `<kind>:request:<message_id>`, and one Lua
+//! script checks it, writes the hash and remembers the id atomically. A
+//! redelivered request therefore gets the id of the first delivery and leaves
+//! exactly one record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{self, AsyncCommands, ErrorKind};
+use deadpool_redis::{Pool, PoolConfig, PoolError, Runtime, Timeouts};
+use tonic::Status;
+
+use crate::config::ConfigError;
+use crate::id::{is_id, new_id};
+use crate::rpc::CallContext;
+
+/// The longest text field a record takes, in characters.
+pub const MAX_TEXT_CHARS: usize = 256;
+/// How long a request's `message_id` is remembered for idempotent creates.
+const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
+/// Longest wait for a Redis connection or reply before answering UNAVAILABLE.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+const CREATE_ONCE: &str = r"
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  return existing
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+";
+
+/// The records of one kind in one Redis.
+///
+/// Every call shares one multiplexed connection, which pipelines concurrent
+/// commands. The deadpool pool makes and verifies connections: a new one is
+/// taken from it when there is none yet or the last one failed. (Taking a
+/// pooled connection per call would cost a verifying PING round trip each
+/// time, as much Redis work again as the call itself.)
+#[derive(Clone)]
+pub struct RecordStore {
+    pool: Pool,
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
+    kind: &'static str,
+    create_once: redis::Script,
+}
+
+impl RecordStore {
+    /// A store of `kind` records (`trip`, `airport`) in the Redis at `url`.
+    /// Connects lazily: a Redis that is down now only fails calls, not start-up.
+    pub fn new(url: &str, kind: &'static str) -> Result<Self, ConfigError> {
+        let mut config = deadpool_redis::Config::from_url(url);
+        config.pool = Some(PoolConfig {
+            max_size: 32,
+            timeouts: Timeouts {
+                wait: Some(REDIS_TIMEOUT),
+                create: Some(REDIS_TIMEOUT),
+                recycle: Some(REDIS_TIMEOUT),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|err| ConfigError::new("REDIS_URL", url, err))?;
+        Ok(Self {
+            pool,
+            shared: Arc::new(Mutex::new(None)),
+            kind,
+            create_once: redis::Script::new(CREATE_ONCE),
+        })
+    }
+
+    /// Stores a new record and returns its id, once the write is acknowledged.
+    /// Calls with the same `message_id` (redeliveries) get the same id.
+    pub async fn create(
+        &self,
+        context: Option<&CallContext>,
+        fields: &[(&str, &str)],
+    ) -> Result<String, Status> {
+        let message_id = context
+            .and_then(|c| c.message_id.clone())
+            .unwrap_or_else(new_id);
+        let id = new_id();
+        let mut connection = self.connection().await?;
+        let mut invocation = self.create_once.prepare_invoke();
+        invocation
+            .key(format!("{}:request:{message_id}", self.kind))
+            .key(self.key(&id))
+            .arg(&id)
+            .arg(IDEMPOTENCY_TTL_SECS);
+        for (field, value) in fields {
+            invocation.arg(*field).arg(*value);
+        }
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|err| self.failed(err))
+    }
+
+    /// The fields of record `id`, or `None` when there is no such record.
+    pub async fn get(&self, id: &str) -> Result<Option<HashMap<String, String>>, Status> {
+        if !is_id(id) {
+            return Ok(None);
+        }
+        let mut connection = self.connection().await?;
+        let fields: HashMap<String, String> = connection
+            .hgetall(self.key(id))
+            .await
+            .map_err(|err| self.failed(err))?;
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+
+    /// Whether Redis answers a PING right now.
+    pub async fn ping(&self) -> bool {
+        let Ok(mut connection) = self.connection().await else {
+            return false;
+        };
+        let pong: redis::RedisResult<String> =
+            redis::cmd("PING").query_async(&mut connection).await;
+        pong.map_err(|err| self.failed(err)).is_ok()
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}:{id}", self.kind)
+    }
+
+    /// The shared connection, or a new one from the pool.
+    async fn connection(&self) -> Result<MultiplexedConnection, Status> {
+        if let Some(connection) = self.shared.lock().expect("poisoned").clone() {
+            return Ok(connection);
+        }
+        let pooled = self.pool.get().await.map_err(|err| {
+            tracing::warn!(error = %err, "Redis unreachable");
+            match err {
+                PoolError::Backend(err) => unavailable(err),
+                other => Status::unavailable(format!("the store is unavailable: {other}")),
+            }
+        })?;
+        let connection = deadpool_redis::Connection::take(pooled);
+        *self.shared.lock().expect("poisoned") = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Turns a command's error into a status; after a connection-level error
+    /// the next call gets a new connection.
+    fn failed(&self, err: redis::RedisError) -> Status {
+        let status = unavailable(err);
+        if status.code() == tonic::Code::Unavailable {
+            self.shared.lock().expect("poisoned").take();
+        }
+        status
+    }
+}
+
+/// Checks a required text field (a name, an airport): at least one visible
+/// character, no control characters, at most [`MAX_TEXT_CHARS`] characters.
+/// The gateway's OpenAPI document states the same rule as a JSON Schema.
+pub fn validate_text(field: &str, value: &str) -> Result<(), Status> {
+    if value.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    if value.chars().all(char::is_whitespace) {
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )));
+    }
+    let length = value.chars().count();
+    if length > MAX_TEXT_CHARS {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {length} characters long; the limit is {MAX_TEXT_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+fn unavailable(err: redis::RedisError) -> Status {
+    let reachable_later = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(err.kind(), ErrorKind::Client)
+        || matches!(
+            err.retry_method(),
+            redis::RetryMethod::WaitAndRetry | redis::RetryMethod::Reconnect
+        );
+    if reachable_later {
+        Status::unavailable(format!("the store is unavailable: {err}"))
+    } else {
+        Status::internal(format!("the store failed: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn text_validation() {
+        assert!(validate_text("name", "Ezeiza").is_ok());
+        assert!(validate_text("name", " San Fernando ").is_ok());
+        assert!(validate_text("name", &"x".repeat(MAX_TEXT_CHARS)).is_ok());
+        // Characters, not bytes: 256 two-byte characters fit.
+        assert!(validate_text("name", &"é".repeat(MAX_TEXT_CHARS)).is_ok());
+        for (bad, why) in [
+            ("", "name must not be empty"),
+            (" \u{3000}\u{a0}", "name must not be empty"),
+            ("Eze\0iza", "name must not contain control characters"),
+            ("\t", "name must not contain control characters"),
+            (
+                &"x".repeat(MAX_TEXT_CHARS + 1),
+                "name is 257 characters long; the limit is 256",
+            ),
+        ] {
+            let status = validate_text("name", bad).unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert_eq!(status.message(), why, "{bad:?}");
+        }
+    }
+}
