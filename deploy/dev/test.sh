@@ -13,18 +13,38 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # port seconds what
   local deadline=$((SECONDS + $2))
   until port_open "$1"; do
-    if ((SECONDS >= deadline)); then echo "error: $3 did not come up within $2 s" >&2; exit 1; fi
+    if ((SECONDS >= deadline)); then echo "error: $3 did not come up within $2 s" >&2; return 1; fi
     sleep 0.5
   done
 }
 
+# The broker this script starts is the node rabbit@localhost. The default name
+# is rabbit@<hostname>, and where the hostname does not resolve (CI containers)
+# that node never boots, while `rabbitmq-server -detached` still exits 0.
+# rabbitmqctl, which some tests call, reads the same variable.
+local_node=rabbit@localhost
+
+start_rabbitmq() {
+  echo "starting RabbitMQ (RABBITMQ_NODENAME=$local_node rabbitmq-server -detached)"
+  export RABBITMQ_NODENAME=$local_node
+  rabbitmq-server -detached
+  if ! wait_port "$amqp_port" 120 "RabbitMQ"; then
+    tail -n 30 "/var/log/rabbitmq/$local_node.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+}
+
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
-if ! port_open "$amqp_port" && [ -z "${AMQP_URL:-}" ]; then
+if port_open "$amqp_port"; then
+  # Already running; if it is the node an earlier run started, say so to rabbitmqctl.
+  if [ -z "${RABBITMQ_NODENAME:-}" ] && command -v rabbitmqctl >/dev/null \
+      && RABBITMQ_NODENAME=$local_node rabbitmqctl -q ping >/dev/null 2>&1; then
+    export RABBITMQ_NODENAME=$local_node
+  fi
+elif [ -z "${AMQP_URL:-}" ]; then
   if command -v rabbitmq-server >/dev/null; then
-    echo "starting RabbitMQ (rabbitmq-server -detached)"
-    rabbitmq-server -detached >/dev/null 2>&1 || true
-    wait_port "$amqp_port" 120 "RabbitMQ"
+    start_rabbitmq
   elif compose=$(deploy/compose-command.sh 2>/dev/null) \
       && $compose -p airbridge-dev -f deploy/dev/compose.yaml up -d 2>/dev/null; then
     echo "started RabbitMQ with $compose -p airbridge-dev -f deploy/dev/compose.yaml"
