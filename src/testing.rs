@@ -118,6 +118,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Kills the server (as a crash would) and waits for it to exit.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,16 +1,18 @@
 //! Load generation: a closed loop of concurrent callers (for the AMQP ceiling
-//! and gRPC), wrk for REST, and RSS sampling from /proc.
+//! and gRPC), wrk for REST, and RSS and CPU time sampled from /proc.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 /// How long each measurement runs.
 #[derive(Clone, Debug)]
@@ -43,6 +45,8 @@ pub struct Measurement {
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    /// CPU time each group of processes spent per request, in microseconds.
+    pub cpu_us_per_request: BTreeMap<String, f64>,
 }
 
 impl Measurement {
@@ -53,7 +57,12 @@ impl Measurement {
 
 /// Runs `concurrency` callers, each making one call after another (worker `i`
 /// calls `call(i)`), for the warm-up and then the measured duration.
-pub async fn closed_loop<F, Fut, E>(settings: &Settings, concurrency: usize, call: F) -> Measurement
+pub async fn closed_loop<F, Fut, E>(
+    settings: &Settings,
+    cpu: &CpuMeter,
+    concurrency: usize,
+    call: F,
+) -> Measurement
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
@@ -62,6 +71,15 @@ where
     let start = Instant::now();
     let measure_from = start + settings.warmup;
     let end = measure_from + settings.duration;
+    let window = tokio::spawn({
+        let cpu = cpu.clone();
+        async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let from = cpu.mark();
+            tokio::time::sleep_until(end.into()).await;
+            (from, cpu.mark())
+        }
+    });
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let call = call.clone();
@@ -103,6 +121,7 @@ where
         requests += n;
         errors += failed;
     }
+    let (from, to) = window.await.expect("CPU window");
     Measurement {
         requests,
         errors,
@@ -110,6 +129,7 @@ where
         p50_us: latencies.value_at_quantile(0.5) as f64,
         p99_us: latencies.value_at_quantile(0.99) as f64,
         p999_us: latencies.value_at_quantile(0.999) as f64,
+        cpu_us_per_request: cpu.per_request(&from, &to, requests),
     }
 }
 
@@ -133,14 +153,20 @@ end
 "#;
 
 /// Drives `url` with wrk: `concurrency` connections, a warm-up run first.
-pub fn wrk(settings: &Settings, concurrency: usize, url: &str, body: Option<&str>) -> Measurement {
+pub async fn wrk(
+    settings: &Settings,
+    cpu: &CpuMeter,
+    concurrency: usize,
+    url: &str,
+    body: Option<&str>,
+) -> Measurement {
     let script = std::env::temp_dir().join(format!("airbridge-wrk-{}.lua", std::process::id()));
     std::fs::File::create(&script)
         .and_then(|mut file| file.write_all(WRK_SCRIPT.as_bytes()))
         .expect("write the wrk script");
     let threads = concurrency.min(2).to_string();
-    let run = |duration: Duration| {
-        let output = Command::new("wrk")
+    let run = async |duration: Duration| {
+        let output = tokio::process::Command::new("wrk")
             .args(["-t", &threads, "-c", &concurrency.to_string()])
             .args(["-d", &format!("{}s", duration.as_secs().max(1))])
             .arg("-s")
@@ -148,6 +174,7 @@ pub fn wrk(settings: &Settings, concurrency: usize, url: &str, body: Option<&str
             .arg(url)
             .env("WRK_BODY", body.unwrap_or_default())
             .output()
+            .await
             .expect("wrk is not installed: apt-get install wrk");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "wrk failed: {stdout}");
@@ -158,31 +185,66 @@ pub fn wrk(settings: &Settings, concurrency: usize, url: &str, body: Option<&str
             .unwrap_or_else(|| panic!("no summary from wrk:\n{stdout}"));
         serde_json::from_str::<serde_json::Value>(summary).expect("wrk summary is JSON")
     };
-    run(settings.warmup);
-    let summary = run(settings.duration);
+    run(settings.warmup).await;
+    let from = cpu.mark();
+    let summary = run(settings.duration).await;
+    let to = cpu.mark();
     let number = |key: &str| summary[key].as_f64().expect("a number");
+    let requests = number("requests") as u64;
+    let mut cpu_us_per_request = cpu.per_request(&from, &to, requests);
+    // wrk, not this program, was the client.
+    cpu_us_per_request.remove(LOAD_CLIENT);
     Measurement {
-        requests: number("requests") as u64,
+        requests,
         errors: number("errors") as u64,
         seconds: number("seconds"),
         p50_us: number("p50_us"),
         p99_us: number("p99_us"),
         p999_us: number("p999_us"),
+        cpu_us_per_request,
     }
 }
 
-/// `n` gRPC channels, each its own HTTP/2 connection.
-pub async fn grpc_channels(address: &str, n: usize) -> Vec<Channel> {
-    let mut channels = Vec::with_capacity(n);
+/// One HTTP/2 connection per gRPC caller, called directly. (tonic's `Channel`
+/// puts a buffer task between caller and connection: a task hop per call that
+/// the HTTP/1.1 client below does not pay, which would tilt the REST/gRPC
+/// comparison.)
+#[derive(Clone)]
+pub struct GrpcConnection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>> + Send>>;
+
+impl tower::Service<hyper::Request<tonic::body::Body>> for GrpcConnection {
+    type Response = hyper::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: hyper::Request<tonic::body::Body>) -> ResponseFuture {
+        Box::pin(self.0.send_request(request))
+    }
+}
+
+/// `n` gRPC connections to `address`, each its own HTTP/2 connection.
+pub async fn grpc_connections(address: &str, n: usize) -> Vec<GrpcConnection> {
+    let mut connections = Vec::with_capacity(n);
     for _ in 0..n {
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .expect("a valid address")
-            .connect()
+        let stream = tokio::net::TcpStream::connect(address)
             .await
             .expect("the gRPC port is open");
-        channels.push(channel);
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        connections.push(GrpcConnection(sender));
     }
-    channels
+    connections
 }
 
 /// One HTTP/1.1 connection per caller, for driving REST with the same closed
@@ -198,10 +260,9 @@ pub async fn http_connections(address: &str, n: usize) -> Vec<HttpConnection> {
             .await
             .expect("the REST port is open");
         stream.set_nodelay(true).expect("nodelay");
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("HTTP handshake");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
         tokio::spawn(connection);
         connections.push(Arc::new(tokio::sync::Mutex::new(sender)));
     }
@@ -297,5 +358,82 @@ fn read_rss(processes: &[(String, u32)]) -> impl Iterator<Item = (String, f64)> 
             .parse()
             .ok()?;
         Some((name.clone(), kib / 1024.0))
+    })
+}
+
+/// The group name of the benchmark's own process, when it is the load client.
+pub const LOAD_CLIENT: &str = "load client";
+
+/// CPU time (user + system) of groups of processes, read from /proc, to tell
+/// what each part of the system spends per request. Processes sharing a group
+/// name are summed.
+#[derive(Clone)]
+pub struct CpuMeter {
+    processes: Vec<(String, u32)>,
+    ticks_per_second: f64,
+}
+
+/// CPU ticks per process at one moment.
+pub struct CpuMark(Vec<Option<u64>>);
+
+impl CpuMeter {
+    pub fn new(processes: Vec<(String, u32)>) -> Self {
+        let ticks_per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0);
+        Self {
+            processes,
+            ticks_per_second,
+        }
+    }
+
+    pub fn mark(&self) -> CpuMark {
+        CpuMark(
+            self.processes
+                .iter()
+                .map(|(_, pid)| cpu_ticks(*pid))
+                .collect(),
+        )
+    }
+
+    /// Microseconds of CPU per request, per group, between two marks.
+    pub fn per_request(
+        &self,
+        from: &CpuMark,
+        to: &CpuMark,
+        requests: u64,
+    ) -> BTreeMap<String, f64> {
+        let mut groups = BTreeMap::new();
+        for (((name, _), from), to) in self.processes.iter().zip(&from.0).zip(&to.0) {
+            if let (Some(from), Some(to)) = (from, to) {
+                let seconds = to.saturating_sub(*from) as f64 / self.ticks_per_second;
+                *groups.entry(name.clone()).or_insert(0.0) +=
+                    seconds * 1e6 / requests.max(1) as f64;
+            }
+        }
+        groups
+    }
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself hold spaces: state is
+    // field 3, utime 14 and stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The pid of the local RabbitMQ node (Erlang's `beam.smp`), if it runs here.
+pub fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "beam.smp").then_some(pid)
     })
 }

@@ -11,12 +11,15 @@
 //! 2. REST `GET /airport/{id}` and `POST /trip` through the gateway, with wrk
 //!    (and GET again with a Rust HTTP/1.1 client in the same closed loop as
 //!    gRPC, so REST and gRPC can be compared client for client);
-//! 3. the same two calls through the gateway's gRPC port, with a tonic client
-//!    (one HTTP/2 connection per concurrent caller).
+//! 3. the same two calls through the gateway's gRPC port, with tonic's
+//!    generated client over one HTTP/2 connection per concurrent caller (and
+//!    Get again with 8 calls multiplexed per connection, as gRPC clients
+//!    usually run).
 //!
 //! It prints a markdown table (req/s, p50/p99/p99.9, errors, ratio to the
-//! ceiling at the same concurrency, and each process's RSS idle and under
-//! load) and writes the same as JSON to `bench-results/` (git-ignored).
+//! ceiling at the same concurrency, the CPU time each part of the system spent
+//! per request, and each process's RSS idle and under load) and writes the
+//! same as JSON to `bench-results/` (git-ignored).
 //! `BENCH_SECONDS` (default 10) and `BENCH_WARMUP_SECONDS` (default 2) set the
 //! length of each measurement.
 
@@ -42,10 +45,13 @@ use airbridge::trips::v1::CreateTripRequest;
 use airbridge::trips::v1::trips_client::TripsClient;
 use tonic::{Request, Response, Status};
 
-use crate::load::{RssSampler, Settings};
+use crate::load::{CpuMeter, RssSampler, Settings};
 use crate::report::Row;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// Concurrent calls sharing one HTTP/2 connection in the multiplexed gRPC row.
+const CALLS_PER_CONNECTION: usize = 8;
+const GRPC_GET_MULTIPLEXED: &str = "gRPC airports.v1.Airports/Get (8 calls per connection)";
 const ECHO_ROLE: &str = "AIRBRIDGE_BENCH_ECHO";
 
 fn main() {
@@ -55,7 +61,11 @@ fn main() {
         airbridge::app::block_on(&env, serve_echo(namespace));
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The load client runs on one thread, as the services do: on a
+    // multi-threaded runtime every call pays cross-thread wake-ups between
+    // caller and connection task, more of them for HTTP/2 than for HTTP/1.1,
+    // which the comparison would then charge to the protocol.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -112,8 +122,8 @@ async fn serve_echo(namespace: String) {
 }
 
 struct System {
-    _trips_redis: RedisServer,
-    _airports_redis: RedisServer,
+    trips_redis: RedisServer,
+    airports_redis: RedisServer,
     gateway: Process,
     trips: Process,
     airports: Process,
@@ -151,8 +161,8 @@ async fn start() -> System {
         ],
     );
     let system = System {
-        _trips_redis: trips_redis,
-        _airports_redis: airports_redis,
+        trips_redis,
+        airports_redis,
         gateway,
         trips,
         airports,
@@ -207,12 +217,13 @@ async fn run(settings: Settings) -> report::Report {
     ];
     let sampler = RssSampler::start(&processes);
     let idle = sampler.current();
+    let cpu = cpu_meter(&system);
 
     let mut rows = Vec::new();
     for concurrency in CONCURRENCY {
         let echo = AirportsAmqpClient::new(RpcClient::new(rpc_config(&system.echo_namespace)));
         let id = airport_id.clone();
-        let ceiling = load::closed_loop(&settings, concurrency, move |_| {
+        let ceiling = load::closed_loop(&settings, &cpu, concurrency, move |_| {
             let echo = echo.clone();
             let id = id.clone();
             async move {
@@ -230,15 +241,17 @@ async fn run(settings: Settings) -> report::Report {
 
         let get = load::wrk(
             &settings,
+            &cpu,
             concurrency,
             &format!("{}/airport/{airport_id}", system.http),
             None,
-        );
+        )
+        .await;
         rows.push(Row::new("REST GET /airport/{id}", concurrency, get));
         let connections =
             load::http_connections(system.http.trim_start_matches("http://"), concurrency).await;
         let path = format!("/airport/{airport_id}");
-        let rust_get = load::closed_loop(&settings, concurrency, move |worker| {
+        let rust_get = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
             let connection = connections[worker].clone();
             let path = path.clone();
             async move { load::http_get(&connection, &path).await }
@@ -251,17 +264,23 @@ async fn run(settings: Settings) -> report::Report {
         ));
         let post = load::wrk(
             &settings,
+            &cpu,
             concurrency,
             &format!("{}/trip", system.http),
             Some(r#"{"airport_from": "EZE", "airport_to": "CPC"}"#),
-        );
+        )
+        .await;
         rows.push(Row::new("REST POST /trip", concurrency, post));
 
-        let channels = load::grpc_channels(&system.grpc, concurrency).await;
+        let connections = load::grpc_connections(&system.grpc, concurrency).await;
+        let origin: tonic::codegen::http::Uri =
+            format!("http://{}", system.grpc).parse().expect("a URI");
         let id = airport_id.clone();
-        let by_worker = channels.clone();
-        let grpc_get = load::closed_loop(&settings, concurrency, move |worker| {
-            let mut airports = AirportsClient::new(by_worker[worker].clone());
+        let by_worker = connections.clone();
+        let get_origin = origin.clone();
+        let grpc_get = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
+            let mut airports =
+                AirportsClient::with_origin(by_worker[worker].clone(), get_origin.clone());
             let id = id.clone();
             async move { airports.get(GetAirportRequest { id }).await.map(drop) }
         })
@@ -271,8 +290,25 @@ async fn run(settings: Settings) -> report::Report {
             concurrency,
             grpc_get,
         ));
-        let grpc_create = load::closed_loop(&settings, concurrency, move |worker| {
-            let mut trips = TripsClient::new(channels[worker].clone());
+        if concurrency > 1 {
+            // gRPC as its clients usually run it: calls multiplexed over
+            // fewer HTTP/2 connections.
+            let shared =
+                load::grpc_connections(&system.grpc, concurrency.div_ceil(CALLS_PER_CONNECTION))
+                    .await;
+            let id = airport_id.clone();
+            let get_origin = origin.clone();
+            let multiplexed = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
+                let connection = shared[worker % shared.len()].clone();
+                let mut airports = AirportsClient::with_origin(connection, get_origin.clone());
+                let id = id.clone();
+                async move { airports.get(GetAirportRequest { id }).await.map(drop) }
+            })
+            .await;
+            rows.push(Row::new(GRPC_GET_MULTIPLEXED, concurrency, multiplexed));
+        }
+        let grpc_create = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
+            let mut trips = TripsClient::with_origin(connections[worker].clone(), origin.clone());
             async move {
                 trips
                     .create(CreateTripRequest {
@@ -292,6 +328,29 @@ async fn run(settings: Settings) -> report::Report {
     }
     let peak = sampler.stop().await;
     report::with_rss(rows, &idle, &peak)
+}
+
+/// What each part of the system spends per request: the gateway, the
+/// backends (trips, airports and the echo service, whichever a scenario
+/// calls), the broker, the Redis servers and this program as load client
+/// (wrk's own time is not counted).
+fn cpu_meter(system: &System) -> CpuMeter {
+    let processes = [
+        ("gateway", Some(system.gateway.id())),
+        ("backends", Some(system.trips.id())),
+        ("backends", Some(system.airports.id())),
+        ("backends", Some(system.echo.id())),
+        ("rabbitmq", load::broker_pid()),
+        ("redis", system.trips_redis.id()),
+        ("redis", system.airports_redis.id()),
+        (load::LOAD_CLIENT, Some(std::process::id())),
+    ];
+    CpuMeter::new(
+        processes
+            .into_iter()
+            .filter_map(|(name, pid)| Some((name.to_owned(), pid?)))
+            .collect(),
+    )
 }
 
 fn release_dir() -> PathBuf {

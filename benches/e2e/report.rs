@@ -5,9 +5,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::load::{Measurement, Rss};
+use crate::load::{LOAD_CLIENT, Measurement, Rss};
 
 const CEILING: &str = "AMQP ceiling";
+
+/// The CPU columns, in the order the table shows them.
+const CPU_GROUPS: [&str; 5] = ["gateway", "backends", "rabbitmq", "redis", LOAD_CLIENT];
+
+/// "55 / 45 / 75 / 7 / -": CPU µs per request of each group, "-" where unmeasured.
+fn cpu_cell(measurement: &Measurement) -> String {
+    CPU_GROUPS
+        .iter()
+        .map(|group| {
+            measurement
+                .cpu_us_per_request
+                .get(*group)
+                .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
@@ -59,12 +76,15 @@ pub fn with_rss(mut rows: Vec<Row>, idle: &Rss, peak: &Rss) -> Report {
 }
 
 pub fn print_and_save(report: &Report) {
-    println!("| scenario | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | of ceiling |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| scenario | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | of ceiling | CPU µs/req {} |",
+        CPU_GROUPS.join(" / ")
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &report.rows {
         let m = &row.measurement;
         println!(
-            "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {:.0} % |",
+            "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {:.0} % | {} |",
             row.scenario,
             row.concurrency,
             row.requests_per_second,
@@ -72,7 +92,8 @@ pub fn print_and_save(report: &Report) {
             m.p99_us / 1000.0,
             m.p999_us / 1000.0,
             m.errors,
-            row.of_ceiling * 100.0
+            row.of_ceiling * 100.0,
+            cpu_cell(m)
         );
     }
     println!();
@@ -145,6 +166,20 @@ fn targets(report: &Report) -> Vec<(String, bool)> {
             targets.push((
                 format!(
                     "gRPC Get at least as fast as REST GET (both Rust clients) at {concurrency}: {:.0} vs {:.0} req/s",
+                    grpc.requests_per_second, rest.requests_per_second
+                ),
+                grpc.requests_per_second >= rest.requests_per_second,
+            ));
+        }
+    }
+    for concurrency in [16, 64] {
+        if let (Some(rest), Some(grpc)) = (
+            find("REST GET /airport/{id} (Rust client)", concurrency),
+            find("gRPC airports.v1.Airports/Get (8 calls", concurrency),
+        ) {
+            targets.push((
+                format!(
+                    "gRPC Get multiplexed (8 calls per connection) at least as fast as REST GET at {concurrency}: {:.0} vs {:.0} req/s",
                     grpc.requests_per_second, rest.requests_per_second
                 ),
                 grpc.requests_per_second >= rest.requests_per_second,
