@@ -28,7 +28,7 @@ e2e-compose:
 
 ## test: run the whole test suite (starts RabbitMQ locally when it can)
 test: venv
-	deploy/dev/test.sh
+	deploy/dev/services.sh sh -c 'cargo build --workspace --bins && cargo test --workspace'
 
 ## venv: the Python tools (grpcurl, schemathesis, grpcio-tools) in .venv
 venv: $(VENV)/.installed
@@ -54,8 +54,9 @@ lint:
 ## bench: the full request path against the AMQP ceiling (release build)
 bench:
 	cargo build --release --workspace --bins
-	cargo bench --bench e2e
+	deploy/dev/services.sh cargo bench --bench e2e
 
 ## chaos: faults under load (broker, Redis, replica, gateway restarts); run it alone
 chaos:
-	cargo build --release --workspace --bins && cargo run --release --example chaos
+	cargo build --release --workspace --bins
+	deploy/dev/services.sh cargo run --release --example chaos

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `make test`: make sure what the tests talk to is there, then run the whole
-# suite. The tests need a RabbitMQ on localhost (AMQP_URL to point elsewhere)
-# and the redis-server binary (each test starts private Redis servers, so it
-# can stop and restart them).
+# Runs a command (`make test`, `make bench`, `make chaos`) once what it talks
+# to is there: a RabbitMQ on localhost (AMQP_URL to point elsewhere), started
+# here when it can be, and the redis-server binary (the tests, the benchmark
+# and the chaos suite start private Redis servers, so they can stop and
+# restart them).
+#   deploy/dev/services.sh cargo test --workspace
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -56,7 +58,7 @@ elif [ -z "${AMQP_URL:-}" ]; then
 fi
 if ((${#missing[@]})); then
   cat >&2 <<MSG
-error: the tests need ${missing[*]}, which is not installed.
+error: this needs ${missing[*]}, which is not installed.
   Debian/Ubuntu: sudo apt-get install -y ${missing[*]}
   macOS:         brew install ${missing[*]/redis-server/redis}
 (Or point AMQP_URL at a RabbitMQ you already run.)
@@ -64,5 +66,4 @@ MSG
   exit 1
 fi
 
-cargo build --workspace --bins
-cargo test --workspace
+exec "$@"
