@@ -205,7 +205,7 @@ pub async fn wrk(
     }
 }
 
-/// One HTTP/2 connection per gRPC caller, called directly. (tonic's `Channel`
+/// An HTTP/2 connection for gRPC callers, called directly. (tonic's `Channel`
 /// puts a buffer task between caller and connection: a task hop per call that
 /// the HTTP/1.1 client below does not pay, which would tilt the REST/gRPC
 /// comparison.)
