@@ -51,7 +51,6 @@ use crate::report::Row;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 /// Concurrent calls sharing one HTTP/2 connection in the multiplexed gRPC row.
 const CALLS_PER_CONNECTION: usize = 8;
-const GRPC_GET_MULTIPLEXED: &str = "gRPC airports.v1.Airports/Get (8 calls per connection)";
 const ECHO_ROLE: &str = "AIRBRIDGE_BENCH_ECHO";
 
 fn main() {
@@ -279,10 +278,7 @@ async fn run(settings: Settings) -> report::Report {
         let by_worker = connections.clone();
         let get_origin = origin.clone();
         let grpc_get = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
-            let mut airports =
-                AirportsClient::with_origin(by_worker[worker].clone(), get_origin.clone());
-            let id = id.clone();
-            async move { airports.get(GetAirportRequest { id }).await.map(drop) }
+            grpc_get_airport(by_worker[worker].clone(), get_origin.clone(), id.clone())
         })
         .await;
         rows.push(Row::new(
@@ -300,12 +296,14 @@ async fn run(settings: Settings) -> report::Report {
             let get_origin = origin.clone();
             let multiplexed = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
                 let connection = shared[worker % shared.len()].clone();
-                let mut airports = AirportsClient::with_origin(connection, get_origin.clone());
-                let id = id.clone();
-                async move { airports.get(GetAirportRequest { id }).await.map(drop) }
+                grpc_get_airport(connection, get_origin.clone(), id.clone())
             })
             .await;
-            rows.push(Row::new(GRPC_GET_MULTIPLEXED, concurrency, multiplexed));
+            rows.push(Row::new(
+                report::GRPC_GET_MULTIPLEXED,
+                concurrency,
+                multiplexed,
+            ));
         }
         let grpc_create = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
             let mut trips = TripsClient::with_origin(connections[worker].clone(), origin.clone());
@@ -328,6 +326,18 @@ async fn run(settings: Settings) -> report::Report {
     }
     let peak = sampler.stop().await;
     report::with_rss(rows, &idle, &peak)
+}
+
+/// One gRPC `airports.v1.Airports/Get` over `connection`.
+async fn grpc_get_airport(
+    connection: load::GrpcConnection,
+    origin: tonic::codegen::http::Uri,
+    id: String,
+) -> Result<(), Status> {
+    AirportsClient::with_origin(connection, origin)
+        .get(GetAirportRequest { id })
+        .await
+        .map(drop)
 }
 
 /// What each part of the system spends per request: the gateway, the

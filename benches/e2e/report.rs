@@ -8,6 +8,8 @@ use serde::Serialize;
 use crate::load::{LOAD_CLIENT, Measurement, Rss};
 
 const CEILING: &str = "AMQP ceiling";
+/// The gRPC Get row whose calls share HTTP/2 connections (8 per connection).
+pub const GRPC_GET_MULTIPLEXED: &str = "gRPC airports.v1.Airports/Get (8 calls per connection)";
 
 /// The CPU columns, in the order the table shows them.
 const CPU_GROUPS: [&str; 5] = ["gateway", "backends", "rabbitmq", "redis", LOAD_CLIENT];
@@ -187,7 +189,7 @@ fn targets(report: &Report) -> Vec<(String, bool)> {
     for concurrency in [16, 64] {
         if let (Some(rest), Some(grpc)) = (
             find("REST GET /airport/{id} (Rust client)", concurrency),
-            find("gRPC airports.v1.Airports/Get (8 calls", concurrency),
+            find(GRPC_GET_MULTIPLEXED, concurrency),
         ) {
             targets.push((
                 format!(
