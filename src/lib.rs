@@ -10,11 +10,13 @@ pub mod config;
 pub mod id;
 pub mod rpc;
 pub mod shutdown;
+mod status;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod telemetry;
 pub mod testing;
 pub mod trace;
+pub mod validate;
 
 /// Code generated from `proto/` by `build.rs`. Each package holds its messages,
 /// `<service>_client` and `<service>_server` (tonic), and `<service>_amqp`

@@ -23,8 +23,6 @@ use crate::config::ConfigError;
 use crate::id::{is_id, new_id};
 use crate::rpc::CallContext;
 
-/// The longest text field a record takes, in characters.
-pub const MAX_TEXT_CHARS: usize = 256;
 /// How long a request's `message_id` is remembered for idempotent creates.
 const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
 /// Longest wait for a Redis connection or reply before answering UNAVAILABLE.
@@ -162,29 +160,6 @@ impl RecordStore {
     }
 }
 
-/// Checks a required text field (a name, an airport): at least one visible
-/// character, no control characters, at most [`MAX_TEXT_CHARS`] characters.
-/// The gateway's OpenAPI document states the same rule as a JSON Schema.
-pub fn validate_text(field: &str, value: &str) -> Result<(), Status> {
-    if value.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
-            "{field} must not contain control characters"
-        )));
-    }
-    if value.chars().all(char::is_whitespace) {
-        return Err(Status::invalid_argument(format!(
-            "{field} must not be empty"
-        )));
-    }
-    let length = value.chars().count();
-    if length > MAX_TEXT_CHARS {
-        return Err(Status::invalid_argument(format!(
-            "{field} is {length} characters long; the limit is {MAX_TEXT_CHARS}"
-        )));
-    }
-    Ok(())
-}
-
 fn unavailable(err: redis::RedisError) -> Status {
     let reachable_later = err.is_io_error()
         || err.is_timeout()
@@ -199,34 +174,5 @@ fn unavailable(err: redis::RedisError) -> Status {
         Status::unavailable(format!("the store is unavailable: {err}"))
     } else {
         Status::internal(format!("the store failed: {err}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tonic::Code;
-
-    #[test]
-    fn text_validation() {
-        assert!(validate_text("name", "Ezeiza").is_ok());
-        assert!(validate_text("name", " San Fernando ").is_ok());
-        assert!(validate_text("name", &"x".repeat(MAX_TEXT_CHARS)).is_ok());
-        // Characters, not bytes: 256 two-byte characters fit.
-        assert!(validate_text("name", &"é".repeat(MAX_TEXT_CHARS)).is_ok());
-        for (bad, why) in [
-            ("", "name must not be empty"),
-            (" \u{3000}\u{a0}", "name must not be empty"),
-            ("Eze\0iza", "name must not contain control characters"),
-            ("\t", "name must not contain control characters"),
-            (
-                &"x".repeat(MAX_TEXT_CHARS + 1),
-                "name is 257 characters long; the limit is 256",
-            ),
-        ] {
-            let status = validate_text("name", bad).unwrap_err();
-            assert_eq!(status.code(), Code::InvalidArgument);
-            assert_eq!(status.message(), why, "{bad:?}");
-        }
     }
 }

@@ -25,6 +25,7 @@ use airbridge::testing::{
 use airbridge::trips::v1::trips_amqp::TripsAmqpClient;
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{CreateTripRequest, GetTripRequest, PingRequest, PingResponse, Trip};
+use airbridge::validate::is_valid_text;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -146,7 +147,7 @@ impl Poison {
         self.fate() == Fate::Handled
             && self.method.as_deref() == Some("Create")
             && CreateTripRequest::decode(self.body.as_slice())
-                .is_ok_and(|t| valid_text(&t.airport_from) && valid_text(&t.airport_to))
+                .is_ok_and(|t| is_valid_text(&t.airport_from) && is_valid_text(&t.airport_to))
     }
 
     fn properties(&self, case: usize, replies: &str) -> BasicProperties {
@@ -204,13 +205,6 @@ impl Poison {
         }
         properties
     }
-}
-
-/// The backends' rule for a text field (`airbridge::store::validate_text`).
-fn valid_text(value: &str) -> bool {
-    !value.chars().any(char::is_control)
-        && !value.chars().all(char::is_whitespace)
-        && value.chars().count() <= 256
 }
 
 fn unix_millis() -> i64 {

@@ -7,7 +7,8 @@ use airbridge::airports::v1::{
     PingRequest, PingResponse,
 };
 use airbridge::rpc::CallContext;
-use airbridge::store::{RecordStore, validate_text};
+use airbridge::store::RecordStore;
+use airbridge::validate::validate_text;
 use tonic::{Request, Response, Status};
 
 /// The key prefix of airports in Redis.

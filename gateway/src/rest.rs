@@ -31,6 +31,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::grpc::{airports_answer, trips_answer};
 use crate::json::PyJson;
+use airbridge::validate::{MAX_TEXT_CHARS, TEXT_PATTERN};
 
 /// The largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -83,13 +84,6 @@ pub fn router(state: Rest) -> Router {
     )
 )]
 pub struct ApiDoc;
-
-/// The longest name the backends accept, in characters.
-const MAX_TEXT_CHARS: usize = 256;
-/// The rest of the rule the backends enforce (`airbridge::store::validate_text`)
-/// as a JSON Schema pattern: something besides white space, no control
-/// characters.
-const TEXT_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
 /// A name as the backends accept it: 1 to 256 characters, not blank, no
 /// control characters.

@@ -13,6 +13,7 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use airbridge::validate::is_valid_text;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use reqwest::{Method, StatusCode};
@@ -147,13 +148,6 @@ fn client_error(status: StatusCode, body: &[u8], what: &str) -> Result<(), TestC
     Ok(())
 }
 
-/// The backends' rule for a name (`airbridge::store::validate_text`).
-fn valid_text(value: &str) -> bool {
-    !value.chars().any(char::is_control)
-        && !value.chars().all(char::is_whitespace)
-        && value.chars().count() <= 256
-}
-
 // ---------------------------------------------------------------- POST bodies
 
 #[derive(Clone, Copy, Debug)]
@@ -188,7 +182,7 @@ impl Resource {
         };
         self.fields()
             .iter()
-            .all(|field| matches!(object.get(*field), Some(Value::String(s)) if valid_text(s)))
+            .all(|field| matches!(object.get(*field), Some(Value::String(s)) if is_valid_text(s)))
     }
 }
 

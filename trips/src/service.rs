@@ -2,12 +2,13 @@
 //! fields `from` and `to`.
 
 use airbridge::rpc::CallContext;
-use airbridge::store::{RecordStore, validate_text};
+use airbridge::store::RecordStore;
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{
     CreateTripRequest, CreateTripResponse, GetTripRequest, GetTripResponse, PingRequest,
     PingResponse, Trip,
 };
+use airbridge::validate::validate_text;
 use tonic::{Request, Response, Status};
 
 /// The key prefix of trips in Redis.
