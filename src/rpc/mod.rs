@@ -2,7 +2,9 @@
 //!
 //! This module is the whole transport; the stubs that `build.rs` generates for
 //! each service only name methods and (de)serialise messages. The protocol is
-//! described in `docs/amqp-rpc.md`; in short:
+//! described in `docs/amqp-rpc.md`. `client.rs` makes calls; `server.rs` serves
+//! them from a queue to a [`Service`], which sees them as `call.rs` describes;
+//! `topology.rs` names and declares the queues. In short:
 //!
 //! * Each service consumes one durable queue named after the fully qualified
 //!   service (`trips.v1.Trips`), optionally under a namespace
@@ -21,15 +23,19 @@
 //!   `grpc-message`) header for an error, with the request's `correlation_id`.
 
 mod acks;
+mod call;
 mod client;
 mod server;
+mod topology;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::types::{AMQPValue, FieldTable};
 
+pub use call::{CallContext, CallError, IncomingCall, Service, encode_response};
 pub use client::RpcClient;
-pub use server::{CallContext, CallError, IncomingCall, Service, serve};
+pub use server::serve;
+pub use topology::Topology;
 
 /// The content type of every request and reply.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -71,56 +77,6 @@ impl RpcConfig {
             prefetch: 64,
         }
     }
-}
-
-/// Names of the queues and exchanges that carry RPC traffic.
-///
-/// A namespace keeps separate deployments (or parallel test runs) on one broker
-/// from ever seeing each other's messages.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Topology {
-    namespace: Option<String>,
-}
-
-impl Topology {
-    /// Names under `namespace`; `None` or an empty string means no prefix.
-    pub fn new(namespace: Option<String>) -> Self {
-        Self {
-            namespace: namespace.filter(|ns| !ns.is_empty()),
-        }
-    }
-
-    /// The namespace, if any.
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-
-    /// The queue that `service` (fully qualified, e.g. `trips.v1.Trips`) consumes.
-    pub fn queue(&self, service: &str) -> String {
-        self.prefixed(service)
-    }
-
-    /// The exchange that rejected requests are dead-lettered to.
-    pub fn dead_letter_exchange(&self) -> String {
-        self.prefixed("airbridge.dead-letter")
-    }
-
-    /// The queue that keeps the rejected requests of `service`.
-    pub fn dead_letter_queue(&self, service: &str) -> String {
-        format!("{}.dead-letter", self.queue(service))
-    }
-
-    fn prefixed(&self, name: &str) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{ns}.{name}"),
-            None => name.to_owned(),
-        }
-    }
-}
-
-/// Encodes a handler's response for the reply message.
-pub fn encode_response<M: prost::Message>(response: tonic::Response<M>) -> bytes::Bytes {
-    response.into_inner().encode_to_vec().into()
 }
 
 /// Parses a `grpc-timeout` metadata value: up to 8 digits and a unit.
@@ -186,20 +142,5 @@ mod tests {
         assert_eq!(parse_grpc_timeout("10x"), None);
         assert_eq!(parse_grpc_timeout(""), None);
         assert_eq!(parse_grpc_timeout("-1S"), None);
-    }
-
-    #[test]
-    fn topology_names() {
-        let plain = Topology::new(None);
-        assert_eq!(plain.queue("trips.v1.Trips"), "trips.v1.Trips");
-        assert_eq!(plain.dead_letter_exchange(), "airbridge.dead-letter");
-        assert_eq!(
-            plain.dead_letter_queue("trips.v1.Trips"),
-            "trips.v1.Trips.dead-letter"
-        );
-        let ns = Topology::new(Some("t1".into()));
-        assert_eq!(ns.queue("trips.v1.Trips"), "t1.trips.v1.Trips");
-        assert_eq!(ns.dead_letter_exchange(), "t1.airbridge.dead-letter");
-        assert_eq!(Topology::new(Some(String::new())), plain);
     }
 }

@@ -8,130 +8,39 @@
 //! queue for another replica. A request that cannot be decoded or routed is
 //! answered with an error (when it names a `reply_to`) and rejected without
 //! requeue, which dead-letters it: garbage never crashes the server and never
-//! loops.
+//! loops. What a call looks like to the service is in `call.rs`; the queues
+//! consumed here are named and declared in `topology.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use prost::Message;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
-use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::{Extensions, Request, Status};
+use tonic::Status;
 use tracing::Instrument;
 
 use super::acks::{self, Settled};
+use super::topology::declare;
 use super::{
-    CONTENT_TYPE, DEADLINE_HEADER, MESSAGE_HEADER, RpcConfig, STATUS_HEADER, TRACEPARENT_HEADER,
-    Topology, header_int, header_str, unix_millis,
+    CONTENT_TYPE, CallError, IncomingCall, MESSAGE_HEADER, RpcConfig, STATUS_HEADER, Service,
+    TRACEPARENT_HEADER, header_str,
 };
 
-/// Most messages a dead-letter queue keeps; the oldest are dropped past it.
-const DEAD_LETTER_LIMIT: i64 = 10_000;
 /// Longest wait between two attempts to reach the broker: short, so service
 /// comes back within about a second of the broker (make chaos, scenario 1).
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
-
-/// One service as the AMQP server sees it: a name and a way to answer calls.
-///
-/// `build.rs` implements it for every service in `proto/`; there is rarely a
-/// reason to implement it by hand.
-#[tonic::async_trait]
-pub trait Service: Send + Sync + 'static {
-    /// The fully qualified service name, e.g. `trips.v1.Trips`.
-    fn name(&self) -> &'static str;
-
-    /// Answers one call with the encoded response.
-    async fn call(&self, call: IncomingCall) -> Result<Bytes, CallError>;
-}
-
-/// Why a call produced no response.
-#[derive(Debug)]
-pub enum CallError {
-    /// The handler answered with an error status; the request was handled and
-    /// is acknowledged.
-    Status(Status),
-    /// The request cannot be handled at all (unknown method, undecodable
-    /// body): it is answered with this status and dead-lettered.
-    Rejected(Status),
-}
-
-impl From<Status> for CallError {
-    fn from(status: Status) -> Self {
-        CallError::Status(status)
-    }
-}
-
-/// What a handler can learn about the AMQP message behind its request; it is
-/// in the request's extensions.
-#[derive(Clone, Debug)]
-pub struct CallContext {
-    /// The request's `message_id`: the same on every redelivery of one call,
-    /// so handlers use it to make side effects idempotent.
-    pub message_id: Option<String>,
-    /// Whether the broker delivered this message before (to a server that did
-    /// not acknowledge it).
-    pub redelivered: bool,
-    /// When the caller stops waiting for the reply.
-    pub deadline: Option<Instant>,
-}
-
-/// A request taken off a service queue, not yet decoded.
-#[derive(Debug)]
-pub struct IncomingCall {
-    method: String,
-    payload: Vec<u8>,
-    metadata: MetadataMap,
-    context: CallContext,
-}
-
-impl IncomingCall {
-    /// The method named by the message's `type` property.
-    pub fn method(&self) -> &str {
-        &self.method
-    }
-
-    /// What the message says about itself.
-    pub fn context(&self) -> &CallContext {
-        &self.context
-    }
-
-    /// Decodes the payload into the request a service trait method takes; the
-    /// metadata carries `traceparent` and `grpc-timeout`, the extensions the
-    /// [`CallContext`].
-    pub fn decode<M: Message + Default>(self) -> Result<Request<M>, CallError> {
-        let message = M::decode(self.payload.as_slice()).map_err(|err| {
-            CallError::Rejected(Status::invalid_argument(format!(
-                "cannot decode the {} request: {err}",
-                self.method
-            )))
-        })?;
-        let mut extensions = Extensions::new();
-        extensions.insert(self.context);
-        Ok(Request::from_parts(self.metadata, extensions, message))
-    }
-
-    /// The error for a method the service does not have.
-    pub fn unknown_method(&self) -> CallError {
-        CallError::Rejected(Status::unimplemented(format!(
-            "unknown method {:?}",
-            self.method
-        )))
-    }
-}
 
 /// Serves `service` from its queue until `shutdown` completes.
 ///
@@ -322,53 +231,6 @@ impl Consumer {
     }
 }
 
-/// Declares the queue of `service` with its dead-letter exchange and queue.
-/// Idempotent.
-async fn declare(channel: &Channel, topology: &Topology, service: &str) -> lapin::Result<()> {
-    let queue = topology.queue(service);
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let dead_letter_exchange = topology.dead_letter_exchange();
-    let dead_letter_queue = topology.dead_letter_queue(service);
-    channel
-        .exchange_declare(
-            dead_letter_exchange.as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let mut dead_letter_args = FieldTable::default();
-    dead_letter_args.insert(
-        "x-max-length".into(),
-        AMQPValue::LongLongInt(DEAD_LETTER_LIMIT),
-    );
-    channel
-        .queue_declare(dead_letter_queue.as_str().into(), durable, dead_letter_args)
-        .await?;
-    channel
-        .queue_bind(
-            dead_letter_queue.as_str().into(),
-            dead_letter_exchange.as_str().into(),
-            queue.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(dead_letter_exchange.into()),
-    );
-    channel.queue_declare(queue.into(), durable, args).await?;
-    Ok(())
-}
-
 /// Answers one delivery, then has it acknowledged or rejected.
 async fn handle<S: Service>(
     channel: Channel,
@@ -408,7 +270,7 @@ async fn answer<S: Service>(
     let reply_to = delivery.properties.reply_to().clone();
     let correlation_id = delivery.properties.correlation_id().clone();
 
-    let call = match incoming_call(delivery) {
+    let call = match IncomingCall::from_delivery(delivery) {
         Ok(Some(call)) => call,
         Ok(None) => {
             tracing::debug!("dropping a request whose caller's deadline has passed");
@@ -455,59 +317,6 @@ async fn answer<S: Service>(
     )
     .await;
     replied.then_some(Outcome::Ack)
-}
-
-/// Reads a delivery into a call; `Ok(None)` when its deadline already passed.
-fn incoming_call(delivery: &Delivery) -> Result<Option<IncomingCall>, Status> {
-    let properties = &delivery.properties;
-    match properties.content_type().as_ref().map(ShortString::as_str) {
-        Some(CONTENT_TYPE) => {}
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "content type must be {CONTENT_TYPE}, not {other:?}"
-            )));
-        }
-    }
-    let method = properties
-        .kind()
-        .as_ref()
-        .ok_or_else(|| Status::invalid_argument("the request names no method (type property)"))?
-        .to_string();
-
-    let mut metadata = MetadataMap::new();
-    if let Some(traceparent) = header_str(properties.headers(), TRACEPARENT_HEADER)
-        .and_then(|v| MetadataValue::try_from(v).ok())
-    {
-        metadata.insert(TRACEPARENT_HEADER, traceparent);
-    }
-    let deadline = match header_int(properties.headers(), DEADLINE_HEADER) {
-        Some(at_ms) => {
-            let now_ms = i64::try_from(unix_millis(SystemTime::now())).unwrap_or(i64::MAX);
-            let left_ms = at_ms.saturating_sub(now_ms);
-            if left_ms <= 0 {
-                return Ok(None);
-            }
-            let left = Duration::from_millis(left_ms as u64);
-            let timeout = format!("{}m", left.as_millis().min(99_999_999));
-            metadata.insert(
-                "grpc-timeout",
-                MetadataValue::try_from(timeout).expect("digits are valid metadata"),
-            );
-            Some(Instant::now() + left)
-        }
-        None => None,
-    };
-
-    Ok(Some(IncomingCall {
-        method,
-        payload: delivery.data.clone(),
-        metadata,
-        context: CallContext {
-            message_id: properties.message_id().as_ref().map(ToString::to_string),
-            redelivered: delivery.redelivered,
-            deadline,
-        },
-    }))
 }
 
 /// Publishes the reply when the caller asked for one; false when it could not
