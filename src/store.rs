@@ -9,6 +9,9 @@
 //! script checks it, writes the hash and remembers the id atomically. A
 //! redelivered request therefore gets the id of the first delivery and leaves
 //! exactly one record.
+//!
+//! Errors are the store's own [`StoreError`]; `status.rs` turns them into gRPC
+//! statuses where a service answers its caller.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,11 +20,9 @@ use std::time::Duration;
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncCommands, ErrorKind};
 use deadpool_redis::{Pool, PoolConfig, PoolError, Runtime, Timeouts};
-use tonic::Status;
 
 use crate::config::ConfigError;
 use crate::id::{is_id, new_id};
-use crate::rpc::CallContext;
 
 /// How long a request's `message_id` is remembered for idempotent creates.
 const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
@@ -37,6 +38,19 @@ redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return ARGV[1]
 ";
+
+/// Why a store call failed; its `Display` is the message callers see.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis cannot be reached now (down, timed out, connection lost): the
+    /// same call may succeed later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// Redis refused the command or its answer is unusable; trying again will
+    /// not help.
+    #[error("the store failed: {0}")]
+    Failed(String),
+}
 
 /// The records of one kind in one Redis.
 ///
@@ -79,15 +93,14 @@ impl RecordStore {
     }
 
     /// Stores a new record and returns its id, once the write is acknowledged.
-    /// Calls with the same `message_id` (redeliveries) get the same id.
+    /// Calls with the same `message_id` (redeliveries of one request) get the
+    /// same id; without one, every call creates a record.
     pub async fn create(
         &self,
-        context: Option<&CallContext>,
+        message_id: Option<&str>,
         fields: &[(&str, &str)],
-    ) -> Result<String, Status> {
-        let message_id = context
-            .and_then(|c| c.message_id.clone())
-            .unwrap_or_else(new_id);
+    ) -> Result<String, StoreError> {
+        let message_id = message_id.map_or_else(new_id, str::to_owned);
         let id = new_id();
         let mut connection = self.connection().await?;
         let mut invocation = self.create_once.prepare_invoke();
@@ -106,7 +119,7 @@ impl RecordStore {
     }
 
     /// The fields of record `id`, or `None` when there is no such record.
-    pub async fn get(&self, id: &str) -> Result<Option<HashMap<String, String>>, Status> {
+    pub async fn get(&self, id: &str) -> Result<Option<HashMap<String, String>>, StoreError> {
         if !is_id(id) {
             return Ok(None);
         }
@@ -133,15 +146,15 @@ impl RecordStore {
     }
 
     /// The shared connection, or a new one from the pool.
-    async fn connection(&self) -> Result<MultiplexedConnection, Status> {
+    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
         if let Some(connection) = self.shared.lock().expect("poisoned").clone() {
             return Ok(connection);
         }
         let pooled = self.pool.get().await.map_err(|err| {
             tracing::warn!(error = %err, "Redis unreachable");
             match err {
-                PoolError::Backend(err) => unavailable(err),
-                other => Status::unavailable(format!("the store is unavailable: {other}")),
+                PoolError::Backend(err) => classify(err),
+                other => StoreError::Unavailable(other.to_string()),
             }
         })?;
         let connection = deadpool_redis::Connection::take(pooled);
@@ -149,18 +162,19 @@ impl RecordStore {
         Ok(connection)
     }
 
-    /// Turns a command's error into a status; after a connection-level error
-    /// the next call gets a new connection.
-    fn failed(&self, err: redis::RedisError) -> Status {
-        let status = unavailable(err);
-        if status.code() == tonic::Code::Unavailable {
+    /// Turns a command's error into a [`StoreError`]; after a connection-level
+    /// error the next call gets a new connection.
+    fn failed(&self, err: redis::RedisError) -> StoreError {
+        let err = classify(err);
+        if matches!(err, StoreError::Unavailable(_)) {
             self.shared.lock().expect("poisoned").take();
         }
-        status
+        err
     }
 }
 
-fn unavailable(err: redis::RedisError) -> Status {
+/// Whether a Redis error may pass (unavailable) or will not (failed).
+fn classify(err: redis::RedisError) -> StoreError {
     let reachable_later = err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
@@ -171,8 +185,8 @@ fn unavailable(err: redis::RedisError) -> Status {
             redis::RetryMethod::WaitAndRetry | redis::RetryMethod::Reconnect
         );
     if reachable_later {
-        Status::unavailable(format!("the store is unavailable: {err}"))
+        StoreError::Unavailable(err.to_string())
     } else {
-        Status::internal(format!("the store failed: {err}"))
+        StoreError::Failed(err.to_string())
     }
 }

@@ -30,12 +30,15 @@ impl Airports for AirportsService {
         &self,
         request: Request<CreateAirportRequest>,
     ) -> Result<Response<CreateAirportResponse>, Status> {
-        let context = request.extensions().get::<CallContext>().cloned();
+        let message_id = request
+            .extensions()
+            .get::<CallContext>()
+            .and_then(|c| c.message_id.clone());
         let name = request.into_inner().name;
         validate_text("name", &name)?;
         let id = self
             .store
-            .create(context.as_ref(), &[("name", &name)])
+            .create(message_id.as_deref(), &[("name", &name)])
             .await?;
         Ok(Response::new(CreateAirportResponse { id }))
     }

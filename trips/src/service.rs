@@ -30,14 +30,17 @@ impl Trips for TripsService {
         &self,
         request: Request<CreateTripRequest>,
     ) -> Result<Response<CreateTripResponse>, Status> {
-        let context = request.extensions().get::<CallContext>().cloned();
+        let message_id = request
+            .extensions()
+            .get::<CallContext>()
+            .and_then(|c| c.message_id.clone());
         let trip = request.into_inner();
         validate_text("airport_from", &trip.airport_from)?;
         validate_text("airport_to", &trip.airport_to)?;
         let id = self
             .store
             .create(
-                context.as_ref(),
+                message_id.as_deref(),
                 &[("from", &trip.airport_from), ("to", &trip.airport_to)],
             )
             .await?;
