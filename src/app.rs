@@ -1,14 +1,17 @@
 //! The one start-up path of every airbridge binary: choose the subcommand,
-//! read the environment, set up logging; for the backends, connect the store
-//! and serve until SIGTERM; and the `healthcheck` subcommand that container
-//! health checks run (the runtime images have no curl).
+//! parse the environment into typed settings (a bad value ends the process
+//! here, with one line and status 2, and nowhere else), set up logging, and
+//! run the binary's future on the runtime `WORKER_THREADS` asks for. Also the
+//! pieces the backends share: serving a service from its queue with its
+//! store, and the `healthcheck` subcommand container health checks run (the
+//! runtime images have no curl).
 
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{Env, or_exit};
-use crate::rpc::RpcClient;
+use crate::config::{ConfigError, Env, FromEnv, ProcessConfig};
+use crate::rpc::{RpcClient, RpcConfig};
 
 /// What the binary was asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,31 +22,46 @@ pub enum Command {
     Healthcheck,
 }
 
-/// Reads the command line and the environment of binary `name`, and sets up
-/// logging. Bad usage or configuration ends the process with status 2.
-pub fn start(name: &str) -> (Command, Env) {
+/// The whole `main` of binary `name`: reads the command line and the
+/// environment into settings `C`, sets up logging and the runtime, and runs
+/// `run(command, settings)` to completion.
+pub fn main<C, F, Fut>(name: &str, run: F) -> ExitCode
+where
+    C: FromEnv,
+    F: FnOnce(Command, C) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
     let command = match std::env::args().nth(1).as_deref() {
         None | Some("serve") => Command::Serve,
         Some("healthcheck") => Command::Healthcheck,
         Some(other) => {
             eprintln!("{name}: unknown command {other:?}\nusage: {name} [serve|healthcheck]");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     };
     let env = Env::from_process();
+    let parsed =
+        ProcessConfig::from_env(&env).and_then(|process| Ok((process, C::from_env(&env)?)));
+    let (process, settings) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => return invalid(err),
+    };
     if command == Command::Serve {
-        or_exit(crate::telemetry::init(&env));
+        crate::telemetry::init(&process);
     }
-    (command, env)
+    runtime(process.worker_threads).block_on(run(command, settings))
 }
 
-/// Runs `future` to completion on the runtime `WORKER_THREADS` asks for:
-/// unset or 1, a single-threaded runtime, which measured fastest where the
-/// broker and the stores share a few cores with the services (fewer thread
-/// hand-offs: `make bench`); more, a multi-threaded runtime with that many
-/// workers.
-pub fn block_on<F: Future>(env: &Env, future: F) -> F::Output {
-    let workers: usize = or_exit(env.parse_or("WORKER_THREADS", 1));
+/// Reports a configuration error as one line; status 2.
+fn invalid(err: ConfigError) -> ExitCode {
+    eprintln!("invalid configuration: {err}");
+    ExitCode::from(2)
+}
+
+/// Unset or 1 worker: a single-threaded runtime, which measured fastest where
+/// the broker and the stores share a few cores with the services (fewer
+/// thread hand-offs: `make bench`); more, a multi-threaded runtime.
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
     let mut builder = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -55,19 +73,19 @@ pub fn block_on<F: Future>(env: &Env, future: F) -> F::Output {
         .enable_all()
         .build()
         .expect("cannot start the async runtime")
-        .block_on(future)
 }
 
 /// Runs `check` against the service through the broker and turns its answer
 /// into an exit code: 0 when it answered and reports itself healthy.
-pub async fn healthcheck<F, Fut>(env: &Env, check: F) -> ExitCode
+pub async fn healthcheck<F, Fut>(rpc: &RpcConfig, check: F) -> ExitCode
 where
     F: FnOnce(RpcClient) -> Fut,
     Fut: Future<Output = Result<bool, tonic::Status>>,
 {
-    let mut config = or_exit(env.rpc_config());
-    config.default_timeout = Duration::from_secs(3);
-    let rpc = RpcClient::new(config);
+    let rpc = RpcClient::new(RpcConfig {
+        default_timeout: Duration::from_secs(3),
+        ..rpc.clone()
+    });
     let result = check(rpc.clone()).await;
     rpc.close().await;
     match result {
@@ -83,24 +101,26 @@ where
     }
 }
 
-/// Serves a backend: its records of `kind` in the Redis at `REDIS_URL`, its
-/// calls from the broker, until SIGTERM or SIGINT; then finishes the calls in
-/// flight and returns success.
+/// Serves a backend: its records of `kind` in its Redis, its calls from the
+/// broker, until `shutdown`; then finishes the calls in flight.
 #[cfg(feature = "store")]
-pub async fn serve_backend<S, F>(env: &Env, kind: &'static str, service: F) -> ExitCode
-where
+pub async fn serve_backend<S, F>(
+    config: &crate::config::BackendConfig,
+    kind: &'static str,
+    service: F,
+    shutdown: impl Future<Output = ()>,
+) where
     S: crate::rpc::Service,
     F: FnOnce(crate::store::RecordStore) -> S,
 {
-    let rpc = or_exit(env.rpc_config());
-    let redis_url = or_exit(env.redis_url());
-    let store = or_exit(crate::store::RecordStore::new(&redis_url, kind));
+    let store = crate::store::RecordStore::new(&config.redis_url, kind)
+        .expect("REDIS_URL was checked when the configuration was read");
+    let rpc = &config.rpc;
     tracing::info!(
         namespace = rpc.topology.namespace().unwrap_or(""),
         prefetch = rpc.prefetch,
         "starting"
     );
-    crate::rpc::serve(&rpc, service(store), crate::shutdown::signal()).await;
+    crate::rpc::serve(rpc, service(store), shutdown).await;
     tracing::info!("stopped");
-    ExitCode::SUCCESS
 }

@@ -1,11 +1,16 @@
-//! Configuration from the environment, read once at start-up.
+//! Configuration from the environment, parsed once at start-up into typed
+//! settings; nothing reads a variable after that.
 //!
-//! Every binary reads the same names, with the original system's variables as
-//! fallbacks: `AMQP_URL` (or `RABBIT_USER`, `RABBIT_PASSWORD`, `RABBIT_HOST`,
-//! `RABBIT_PORT`), `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`, `RPC_PREFETCH`,
-//! `REDIS_URL` (or `REDIS_HOST`, `REDIS_PORT`), `RUST_LOG` and `LOG_FORMAT`.
-//! A bad value is reported as one clear line and the process exits with
-//! status 2 (see [`or_exit`]).
+//! Every binary reads [`ProcessConfig`] (`WORKER_THREADS`, `RUST_LOG`,
+//! `LOG_FORMAT`) and its own settings: [`BackendConfig`] for trips and
+//! airports, the gateway's `GatewayConfig` (`HTTP_ADDR`, `GRPC_ADDR`) built
+//! from the same parts. The RPC settings ([`rpc_config`]) are common to all:
+//! `AMQP_URL` (or the original system's `RABBIT_USER`, `RABBIT_PASSWORD`,
+//! `RABBIT_HOST`, `RABBIT_PORT`), `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`,
+//! `RPC_PREFETCH`; the backends add `REDIS_URL` (or `REDIS_HOST`,
+//! `REDIS_PORT`). Every default is written once, here or on the type it
+//! belongs to ([`RpcConfig`]). A bad value is a [`ConfigError`] naming the
+//! variable; `airbridge::app` prints it as one line and exits with status 2.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -13,12 +18,16 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tracing_subscriber::EnvFilter;
+
 use crate::rpc::{RpcConfig, Topology};
 
-/// The broker used when nothing is configured.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The Redis used when nothing is configured.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+/// The log filter used when `RUST_LOG` is unset. lapin logs every condition
+/// it also hands to us (a closed probe channel, a returned message); we log
+/// those with context ourselves.
+pub const DEFAULT_LOG_FILTER: &str = "info,lapin=off";
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +49,158 @@ impl ConfigError {
     }
 }
 
-/// Unwraps a configuration result, or prints the error as one line and exits
-/// with status 2.
-pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
-    result.unwrap_or_else(|err| {
-        eprintln!("invalid configuration: {err}");
-        std::process::exit(2)
+/// Settings a binary parses from its environment.
+pub trait FromEnv: Sized {
+    /// Parses every variable the settings need; the first bad one is the error.
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+}
+
+/// How the process runs, whatever it serves.
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    /// Async runtime threads (`WORKER_THREADS`): 1, the default, is a
+    /// single-threaded runtime, which measured fastest where the broker and
+    /// the stores share a few cores with the services (`make bench`).
+    pub worker_threads: usize,
+    /// The log filter (`RUST_LOG`), already checked.
+    pub log_filter: String,
+    /// JSON lines instead of text (`LOG_FORMAT=json`).
+    pub log_json: bool,
+}
+
+impl FromEnv for ProcessConfig {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let worker_threads = env.parse_or("WORKER_THREADS", 1)?;
+        let log_filter = env.get("RUST_LOG").unwrap_or(DEFAULT_LOG_FILTER);
+        EnvFilter::try_new(log_filter)
+            .map_err(|err| ConfigError::new("RUST_LOG", log_filter, err))?;
+        let log_json = match env.get("LOG_FORMAT") {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    other,
+                    "expected json or text",
+                ));
+            }
+        };
+        Ok(Self {
+            worker_threads,
+            log_filter: log_filter.to_owned(),
+            log_json,
+        })
+    }
+}
+
+/// What a backend (trips, airports) serves with.
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    /// The broker and the RPC limits.
+    pub rpc: RpcConfig,
+    /// The backend's own Redis (`REDIS_URL`).
+    pub redis_url: String,
+}
+
+impl FromEnv for BackendConfig {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            rpc: rpc_config(env)?,
+            redis_url: redis_url(env)?,
+        })
+    }
+}
+
+/// The RPC settings: the broker, the namespace, the default deadline and the
+/// prefetch.
+pub fn rpc_config(env: &Env) -> Result<RpcConfig, ConfigError> {
+    let namespace = env.get("AMQP_NAMESPACE").map(str::to_owned);
+    if let Some(ns) = &namespace
+        && !ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ConfigError::new(
+            "AMQP_NAMESPACE",
+            ns,
+            "use letters, digits, '-', '_' and '.' only",
+        ));
+    }
+    let defaults = RpcConfig::new(amqp_url(env)?);
+    let timeout_ms: u64 = env.parse_or(
+        "RPC_TIMEOUT_MS",
+        defaults.default_timeout.as_millis() as u64,
+    )?;
+    if timeout_ms == 0 {
+        return Err(ConfigError::new("RPC_TIMEOUT_MS", "0", "must be positive"));
+    }
+    let prefetch: u16 = env.parse_or("RPC_PREFETCH", defaults.prefetch)?;
+    if prefetch == 0 {
+        return Err(ConfigError::new("RPC_PREFETCH", "0", "must be positive"));
+    }
+    Ok(RpcConfig {
+        topology: Topology::new(namespace),
+        default_timeout: Duration::from_millis(timeout_ms),
+        prefetch,
+        ..defaults
     })
+}
+
+/// The broker URL: `AMQP_URL`, else one built from the `RABBIT_*` variables.
+fn amqp_url(env: &Env) -> Result<String, ConfigError> {
+    const RABBIT: [&str; 4] = [
+        "RABBIT_USER",
+        "RABBIT_PASSWORD",
+        "RABBIT_HOST",
+        "RABBIT_PORT",
+    ];
+    let (name, url) = match env.get("AMQP_URL") {
+        Some(url) => ("AMQP_URL", url.to_owned()),
+        None if RABBIT.iter().any(|name| env.get(name).is_some()) => {
+            let port: u16 = env.parse_or("RABBIT_PORT", 5672)?;
+            let url = format!(
+                "amqp://{}:{}@{}:{port}/%2f",
+                percent_encode(env.get("RABBIT_USER").unwrap_or("guest")),
+                percent_encode(env.get("RABBIT_PASSWORD").unwrap_or("guest")),
+                env.get("RABBIT_HOST").unwrap_or("127.0.0.1"),
+            );
+            ("RABBIT_HOST", url)
+        }
+        None => return Ok(RpcConfig::DEFAULT_URL.to_owned()),
+    };
+    lapin::uri::AMQPUri::from_str(&url).map_err(|err| ConfigError::new(name, &url, err))?;
+    Ok(url)
+}
+
+/// The Redis URL: `REDIS_URL`, else one built from `REDIS_HOST`/`REDIS_PORT`.
+fn redis_url(env: &Env) -> Result<String, ConfigError> {
+    let (name, url) = match env.get("REDIS_URL") {
+        Some(url) => ("REDIS_URL", url.to_owned()),
+        None if env.get("REDIS_HOST").is_some() || env.get("REDIS_PORT").is_some() => {
+            let port: u16 = env.parse_or("REDIS_PORT", 6379)?;
+            let host = env.get("REDIS_HOST").unwrap_or("127.0.0.1");
+            ("REDIS_HOST", format!("redis://{host}:{port}/0"))
+        }
+        None => return Ok(DEFAULT_REDIS_URL.to_owned()),
+    };
+    if !["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        return Err(ConfigError::new(
+            name,
+            url,
+            "expected a redis:// (or rediss://, unix://) URL",
+        ));
+    }
+    #[cfg(feature = "store")]
+    {
+        use deadpool_redis::redis::IntoConnectionInfo;
+        url.as_str()
+            .into_connection_info()
+            .map_err(|err| ConfigError::new(name, &url, err))?;
+    }
+    Ok(url)
 }
 
 /// A snapshot of environment variables. Empty values count as unset.
@@ -92,88 +246,6 @@ impl Env {
         }
     }
 
-    /// The broker URL: `AMQP_URL`, else one built from the `RABBIT_*` variables.
-    pub fn amqp_url(&self) -> Result<String, ConfigError> {
-        let (name, url) = match self.get("AMQP_URL") {
-            Some(url) => ("AMQP_URL", url.to_owned()),
-            None if [
-                "RABBIT_USER",
-                "RABBIT_PASSWORD",
-                "RABBIT_HOST",
-                "RABBIT_PORT",
-            ]
-            .iter()
-            .any(|name| self.get(name).is_some()) =>
-            {
-                let port: u16 = self.parse_or("RABBIT_PORT", 5672)?;
-                let url = format!(
-                    "amqp://{}:{}@{}:{port}/%2f",
-                    percent_encode(self.get("RABBIT_USER").unwrap_or("guest")),
-                    percent_encode(self.get("RABBIT_PASSWORD").unwrap_or("guest")),
-                    self.get("RABBIT_HOST").unwrap_or("127.0.0.1"),
-                );
-                ("RABBIT_HOST", url)
-            }
-            None => return Ok(DEFAULT_AMQP_URL.to_owned()),
-        };
-        lapin::uri::AMQPUri::from_str(&url).map_err(|err| ConfigError::new(name, &url, err))?;
-        Ok(url)
-    }
-
-    /// Everything the RPC transport needs.
-    pub fn rpc_config(&self) -> Result<RpcConfig, ConfigError> {
-        let namespace = self.get("AMQP_NAMESPACE").map(str::to_owned);
-        if let Some(ns) = &namespace
-            && !ns
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(ConfigError::new(
-                "AMQP_NAMESPACE",
-                ns,
-                "use letters, digits, '-', '_' and '.' only",
-            ));
-        }
-        let timeout_ms: u64 = self.parse_or("RPC_TIMEOUT_MS", 5_000)?;
-        if timeout_ms == 0 {
-            return Err(ConfigError::new("RPC_TIMEOUT_MS", "0", "must be positive"));
-        }
-        let prefetch: u16 = self.parse_or("RPC_PREFETCH", 64)?;
-        if prefetch == 0 {
-            return Err(ConfigError::new("RPC_PREFETCH", "0", "must be positive"));
-        }
-        Ok(RpcConfig {
-            url: self.amqp_url()?,
-            topology: Topology::new(namespace),
-            default_timeout: Duration::from_millis(timeout_ms),
-            prefetch,
-        })
-    }
-
-    /// The Redis URL: `REDIS_URL`, else one built from `REDIS_HOST`/`REDIS_PORT`.
-    pub fn redis_url(&self) -> Result<String, ConfigError> {
-        let (name, url) = match self.get("REDIS_URL") {
-            Some(url) => ("REDIS_URL", url.to_owned()),
-            None if self.get("REDIS_HOST").is_some() || self.get("REDIS_PORT").is_some() => {
-                let port: u16 = self.parse_or("REDIS_PORT", 6379)?;
-                let host = self.get("REDIS_HOST").unwrap_or("127.0.0.1");
-                ("REDIS_HOST", format!("redis://{host}:{port}/0"))
-            }
-            None => return Ok(DEFAULT_REDIS_URL.to_owned()),
-        };
-        if !["redis://", "rediss://", "unix://", "redis+unix://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
-        {
-            return Err(ConfigError::new(
-                name,
-                url,
-                "expected a redis:// (or rediss://, unix://) URL",
-            ));
-        }
-        Ok(url)
-    }
-
     /// A listening address such as `HTTP_ADDR`, or `default`.
     pub fn socket_addr(
         &self,
@@ -207,11 +279,16 @@ mod tests {
     #[test]
     fn defaults() {
         let env = Env::default();
-        assert_eq!(env.amqp_url().unwrap(), DEFAULT_AMQP_URL);
-        assert_eq!(env.redis_url().unwrap(), DEFAULT_REDIS_URL);
-        let rpc = env.rpc_config().unwrap();
-        assert_eq!(rpc.default_timeout, Duration::from_secs(5));
-        assert_eq!(rpc.topology.namespace(), None);
+        let backend = BackendConfig::from_env(&env).unwrap();
+        assert_eq!(backend.rpc.url, RpcConfig::DEFAULT_URL);
+        assert_eq!(backend.redis_url, DEFAULT_REDIS_URL);
+        assert_eq!(backend.rpc.default_timeout, Duration::from_secs(5));
+        assert_eq!(backend.rpc.prefetch, 64);
+        assert_eq!(backend.rpc.topology.namespace(), None);
+        let process = ProcessConfig::from_env(&env).unwrap();
+        assert_eq!(process.worker_threads, 1);
+        assert_eq!(process.log_filter, DEFAULT_LOG_FILTER);
+        assert!(!process.log_json);
     }
 
     #[test]
@@ -222,51 +299,46 @@ mod tests {
             ("RABBIT_HOST", "rabbitmq"),
         ]);
         assert_eq!(
-            env.amqp_url().unwrap(),
+            amqp_url(&env).unwrap(),
             "amqp://air%20bridge:p%40ss@rabbitmq:5672/%2f"
         );
         let env = Env::from_pairs([("AMQP_URL", "amqp://a:b@h:1/v"), ("RABBIT_HOST", "x")]);
-        assert_eq!(env.amqp_url().unwrap(), "amqp://a:b@h:1/v", "AMQP_URL wins");
+        assert_eq!(amqp_url(&env).unwrap(), "amqp://a:b@h:1/v", "AMQP_URL wins");
     }
 
     #[test]
     fn redis_fallback() {
         let env = Env::from_pairs([("REDIS_HOST", "trips-redis"), ("REDIS_PORT", "6380")]);
-        assert_eq!(env.redis_url().unwrap(), "redis://trips-redis:6380/0");
+        assert_eq!(redis_url(&env).unwrap(), "redis://trips-redis:6380/0");
     }
 
     #[test]
     fn invalid_values_name_the_variable() {
+        let backend = |pairs: &[(&str, &str)]| {
+            BackendConfig::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap_err()
+        };
+        let process = |pairs: &[(&str, &str)]| {
+            ProcessConfig::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap_err()
+        };
         let cases = [
-            Env::from_pairs([("RABBIT_PORT", "http")])
-                .amqp_url()
-                .unwrap_err(),
-            Env::from_pairs([("AMQP_URL", "http://x")])
-                .amqp_url()
-                .unwrap_err(),
-            Env::from_pairs([("REDIS_URL", "localhost")])
-                .redis_url()
-                .unwrap_err(),
-            Env::from_pairs([("RPC_TIMEOUT_MS", "0")])
-                .rpc_config()
-                .unwrap_err(),
-            Env::from_pairs([("AMQP_NAMESPACE", "a b")])
-                .rpc_config()
-                .unwrap_err(),
-            Env::from_pairs([("HTTP_ADDR", "nope")])
-                .socket_addr("HTTP_ADDR", "0.0.0.0:8000")
-                .unwrap_err(),
+            ("RABBIT_PORT", backend(&[("RABBIT_PORT", "http")])),
+            ("AMQP_URL", backend(&[("AMQP_URL", "http://x")])),
+            ("REDIS_URL", backend(&[("REDIS_URL", "localhost")])),
+            ("RPC_TIMEOUT_MS", backend(&[("RPC_TIMEOUT_MS", "0")])),
+            ("RPC_PREFETCH", backend(&[("RPC_PREFETCH", "lots")])),
+            ("AMQP_NAMESPACE", backend(&[("AMQP_NAMESPACE", "a b")])),
+            ("WORKER_THREADS", process(&[("WORKER_THREADS", "many")])),
+            ("RUST_LOG", process(&[("RUST_LOG", "=[")])),
+            ("LOG_FORMAT", process(&[("LOG_FORMAT", "xml")])),
+            (
+                "HTTP_ADDR",
+                Env::from_pairs([("HTTP_ADDR", "nope")])
+                    .socket_addr("HTTP_ADDR", "0.0.0.0:8000")
+                    .unwrap_err(),
+            ),
         ];
-        let names = [
-            "RABBIT_PORT",
-            "AMQP_URL",
-            "REDIS_URL",
-            "RPC_TIMEOUT_MS",
-            "AMQP_NAMESPACE",
-            "HTTP_ADDR",
-        ];
-        for (err, name) in cases.iter().zip(names) {
-            assert!(err.to_string().starts_with(name), "{err}");
+        for (name, err) in cases {
+            assert!(err.to_string().starts_with(name), "{name}: {err}");
         }
     }
 }

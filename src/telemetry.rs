@@ -3,30 +3,18 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConfigError, Env};
+use crate::config::ProcessConfig;
 
-/// Installs the global subscriber.
-pub fn init(env: &Env) -> Result<(), ConfigError> {
-    let filter = match env.get("RUST_LOG") {
-        // lapin logs every condition it also hands to us (a closed probe
-        // channel, a returned message); we log those with context ourselves.
-        None => EnvFilter::new("info,lapin=off"),
-        Some(directives) => EnvFilter::try_new(directives)
-            .map_err(|err| ConfigError::new("RUST_LOG", directives, err))?,
-    };
+/// Installs the global subscriber (the filter was checked when the
+/// configuration was read).
+pub fn init(config: &ProcessConfig) {
+    let filter = EnvFilter::try_new(&config.log_filter).expect("RUST_LOG was checked");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match env.get("LOG_FORMAT") {
-        None | Some("text") => builder.init(),
-        Some("json") => builder.json().flatten_event(true).init(),
-        Some(other) => {
-            return Err(ConfigError::new(
-                "LOG_FORMAT",
-                other,
-                "expected json or text",
-            ));
-        }
+    if config.log_json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
-    Ok(())
 }

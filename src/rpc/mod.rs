@@ -68,13 +68,20 @@ pub struct RpcConfig {
 }
 
 impl RpcConfig {
+    /// The broker used when nothing is configured.
+    pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    /// The deadline of a call whose caller set none.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How many requests a server handles at once.
+    pub const DEFAULT_PREFETCH: u16 = 64;
+
     /// Settings for `url` with no namespace and the default limits.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             topology: Topology::default(),
-            default_timeout: Duration::from_secs(5),
-            prefetch: 64,
+            default_timeout: Self::DEFAULT_TIMEOUT,
+            prefetch: Self::DEFAULT_PREFETCH,
         }
     }
 }

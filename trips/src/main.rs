@@ -1,37 +1,20 @@
-//! trips: the Trips backend. Serves `trips.v1.Trips` from its AMQP queue and
-//! keeps trips in its own Redis. `trips healthcheck` asks a running one
-//! whether it is healthy.
-
-mod service;
+//! The trips binary: `trips` serves until SIGTERM or SIGINT, `trips healthcheck`
+//! asks a running one whether it is healthy.
 
 use std::process::ExitCode;
 
 use airbridge::app::{self, Command};
-use airbridge::trips::v1::PingRequest;
-use airbridge::trips::v1::trips_amqp::{TripsAmqpClient, TripsAmqpServer};
-use airbridge::trips::v1::trips_server::Trips;
-
-use crate::service::TripsService;
+use airbridge::config::BackendConfig;
+use airbridge::shutdown;
 
 fn main() -> ExitCode {
-    let (command, env) = app::start("trips");
-    app::block_on(&env, async {
+    app::main("trips", |command, config: BackendConfig| async move {
         match command {
             Command::Serve => {
-                app::serve_backend(&env, service::KIND, |store| {
-                    TripsAmqpServer::new(TripsService::new(store))
-                })
-                .await
+                trips::serve(&config, shutdown::signal()).await;
+                ExitCode::SUCCESS
             }
-            Command::Healthcheck => {
-                app::healthcheck(&env, |rpc| async move {
-                    let pong = TripsAmqpClient::new(rpc)
-                        .ping(tonic::Request::new(PingRequest {}))
-                        .await?;
-                    Ok(pong.into_inner().store_reachable)
-                })
-                .await
-            }
+            Command::Healthcheck => trips::healthcheck(&config).await,
         }
     })
 }

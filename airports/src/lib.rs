@@ -1,0 +1,39 @@
+//! airports: the Airports backend. Serves `airports.v1.Airports` from its AMQP queue and
+//! keeps airports in its own Redis. The binary is [`serve`] and [`healthcheck`]
+//! behind `airbridge::app::main`; tests run [`serve`] in-process.
+
+mod service;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use airbridge::airports::v1::PingRequest;
+use airbridge::airports::v1::airports_amqp::{AirportsAmqpClient, AirportsAmqpServer};
+use airbridge::airports::v1::airports_server::Airports;
+use airbridge::app;
+use airbridge::config::BackendConfig;
+
+pub use crate::service::{AirportsService, KIND};
+
+/// Serves `airports.v1.Airports` until `shutdown`, then answers the calls in flight.
+pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
+    app::serve_backend(
+        config,
+        KIND,
+        |store| AirportsAmqpServer::new(AirportsService::new(store)),
+        shutdown,
+    )
+    .await;
+}
+
+/// Asks a running airports, through the broker, whether it is healthy: exit 0
+/// when it answers Ping and reaches its store.
+pub async fn healthcheck(config: &BackendConfig) -> ExitCode {
+    app::healthcheck(&config.rpc, |rpc| async move {
+        let pong = AirportsAmqpClient::new(rpc)
+            .ping(tonic::Request::new(PingRequest {}))
+            .await?;
+        Ok(pong.into_inner().store_reachable)
+    })
+    .await
+}

@@ -1,0 +1,88 @@
+//! gateway: what users touch. Serves the original REST API and gRPC (with
+//! reflection and health), and turns both into AMQP RPC calls to the
+//! backends through the generated clients.
+//!
+//! [`serve`] is the whole server, on listeners the caller binds: the binary
+//! binds `HTTP_ADDR` and `GRPC_ADDR`, tests bind port 0. When `shutdown`
+//! completes it stops accepting, answers what is in flight, and returns.
+
+mod config;
+mod grpc;
+mod health;
+mod healthcheck;
+mod json;
+mod metrics;
+mod rest;
+
+use std::future::Future;
+
+use airbridge::airports::v1::airports_amqp::AirportsAmqpClient;
+use airbridge::rpc::RpcClient;
+use airbridge::trips::v1::trips_amqp::TripsAmqpClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::{DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, GatewayConfig};
+pub use crate::healthcheck::run as healthcheck;
+
+/// Why the gateway stopped other than by `shutdown`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The REST server failed.
+    #[error("REST server failed: {0}")]
+    Rest(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// The backends, as the REST handlers and the gRPC services call them.
+#[derive(Clone)]
+pub(crate) struct BackendClients {
+    pub rpc: RpcClient,
+    pub trips: TripsAmqpClient,
+    pub airports: AirportsAmqpClient,
+}
+
+/// Serves REST on `http` and gRPC on `grpc` until `shutdown`, then drains both
+/// and closes the broker connection.
+pub async fn serve(
+    config: GatewayConfig,
+    http: TcpListener,
+    grpc: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let rpc = RpcClient::new(config.rpc);
+    if let Err(status) = rpc.connect().await {
+        // Not fatal: calls answer 503 and reconnect once the broker is back.
+        tracing::warn!(reason = status.message(), "message broker not reachable yet");
+    }
+    let backends = BackendClients {
+        trips: TripsAmqpClient::new(rpc.clone()),
+        airports: AirportsAmqpClient::new(rpc.clone()),
+        rpc: rpc.clone(),
+    };
+    tracing::info!(
+        http_addr = %http.local_addr()?,
+        grpc_addr = %grpc.local_addr()?,
+        "serving REST and gRPC"
+    );
+
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    });
+    let rest = axum::serve(http, rest::router(backends.clone(), metrics::handle()))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let grpc = grpc::serve(grpc, backends, stop.cancelled_owned());
+    let (rest, grpc) = tokio::join!(rest, grpc);
+    rpc.close().await;
+    rest?;
+    grpc?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The shared RabbitMQ, seen through a namespace of one test's own.
+//!
+//! Every queue and exchange a test run makes is named under its namespace
+//! (`AMQP_NAMESPACE`), so parallel tests never meet; when the [`Namespace`]
+//! is dropped it deletes them again, so a developer's broker does not fill up
+//! run after run.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use airbridge::config::BackendConfig;
+use airbridge::rpc::{RpcConfig, Topology};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+
+/// The services whose queues a namespace may hold.
+const SERVICES: [&str; 2] = [
+    airbridge::trips::v1::trips_amqp::SERVICE_NAME,
+    airbridge::airports::v1::airports_amqp::SERVICE_NAME,
+];
+
+/// The broker the tests use: `AMQP_URL`, or the local default.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| RpcConfig::DEFAULT_URL.to_owned())
+}
+
+/// A namespace on the test broker that no other test run uses.
+pub struct Namespace {
+    name: String,
+    /// Queues a test declared itself (reply queues, probes), deleted too.
+    extra_queues: Mutex<BTreeSet<String>>,
+}
+
+impl Namespace {
+    /// A fresh namespace named after `test`.
+    pub fn new(test: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            name: format!("test-{test}-{}", &id[..12]),
+            extra_queues: Mutex::default(),
+        }
+    }
+
+    /// `test-<test>-<random>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The names of queues and exchanges under this namespace.
+    pub fn topology(&self) -> Topology {
+        Topology::new(Some(self.name.clone()))
+    }
+
+    /// RPC settings for the test broker under this namespace.
+    pub fn rpc_config(&self) -> RpcConfig {
+        RpcConfig {
+            topology: self.topology(),
+            ..RpcConfig::new(amqp_url())
+        }
+    }
+
+    /// A backend's settings: this namespace and the Redis at `redis_url`.
+    pub fn backend_config(&self, redis_url: &str) -> BackendConfig {
+        BackendConfig {
+            rpc: self.rpc_config(),
+            redis_url: redis_url.to_owned(),
+        }
+    }
+
+    /// The environment that points a child process at this namespace.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("AMQP_URL", amqp_url()), ("AMQP_NAMESPACE", self.name.clone())]
+    }
+
+    /// A queue name under this namespace, deleted with it.
+    pub fn queue(&self, name: &str) -> String {
+        let queue = format!("{}.{name}", self.name);
+        self.extra_queues
+            .lock()
+            .expect("poisoned")
+            .insert(queue.clone());
+        queue
+    }
+
+    /// Every queue this namespace may hold.
+    pub fn queues(&self) -> Vec<String> {
+        let topology = self.topology();
+        let mut queues: Vec<String> = SERVICES
+            .iter()
+            .flat_map(|service| [topology.queue(service), topology.dead_letter_queue(service)])
+            .collect();
+        queues.extend(self.extra_queues.lock().expect("poisoned").iter().cloned());
+        queues
+    }
+
+    /// Every exchange this namespace may hold.
+    pub fn exchanges(&self) -> Vec<String> {
+        vec![self.topology().dead_letter_exchange()]
+    }
+
+    /// Deletes this namespace's queues and exchanges (those that exist).
+    pub async fn delete(&self) -> lapin::Result<()> {
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        for queue in self.queues() {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for exchange in self.exchanges() {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        connection.close(200, "namespace deleted".into()).await
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run while the test's runtime is busy or
+        // gone: delete from a thread with a runtime of its own.
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("cannot start a runtime");
+                    runtime.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), self.delete()).await
+                    })
+                })
+                .join()
+        });
+        match result {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => eprintln!("cannot delete namespace {}: {err}", self.name),
+            Ok(Err(_)) => eprintln!("timed out deleting namespace {}", self.name),
+            Err(_) => eprintln!("panicked deleting namespace {}", self.name),
+        }
+    }
+}
+
+/// rabbitmqctl, as `RABBITMQCTL` names it (e.g. `docker exec rabbitmq
+/// rabbitmqctl`), else the local one.
+pub fn rabbitmqctl_command() -> (String, Vec<String>) {
+    let command = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
+    let mut words = command.split_whitespace().map(str::to_owned);
+    let program = words.next().unwrap_or_else(|| "rabbitmqctl".into());
+    (program, words.collect())
+}
+
+/// Runs `rabbitmqctl <args>` and returns what it printed; panics on failure.
+pub async fn rabbitmqctl(args: &[&str]) -> String {
+    let (program, prefix) = rabbitmqctl_command();
+    let output = tokio::process::Command::new(&program)
+        .args(&prefix)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The names of the queues and exchanges on the broker that start with
+/// `prefix` (read with rabbitmqctl, so nothing is missed).
+pub async fn broker_objects(prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for kind in ["list_queues", "list_exchanges"] {
+        let listed = rabbitmqctl(&["-q", "--no-table-headers", kind, "name"]).await;
+        found.extend(
+            listed
+                .lines()
+                .map(str::trim)
+                .filter(|name| name.starts_with(prefix))
+                .map(str::to_owned),
+        );
+    }
+    found
+}

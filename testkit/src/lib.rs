@@ -1,0 +1,25 @@
+//! The one way airbridge's integration tests, `make bench` and `make chaos`
+//! run the real system: the real RabbitMQ (shared, each run under a
+//! [`Namespace`] of its own, deleted afterwards), real Redis servers (one
+//! private `redis-server` per store, so a test may stop and restart it), and
+//! our services, in-process or as child processes ([`Run`]), put together by
+//! [`Stack`].
+//!
+//! Readiness is polled against a deadline ([`wait_for`]); nothing here sleeps
+//! and hopes. Nothing here is compiled into the services themselves.
+
+mod broker;
+mod process;
+mod redis;
+mod services;
+mod stack;
+mod tools;
+mod wait;
+
+pub use crate::broker::{Namespace, amqp_url, broker_objects, rabbitmqctl, rabbitmqctl_command};
+pub use crate::process::{Process, binary, log_filter};
+pub use crate::redis::RedisServer;
+pub use crate::services::{Backend, Gateway, Run, Running, Task};
+pub use crate::stack::{HEALTHY, Stack, StackBuilder};
+pub use crate::tools::{tool, workspace};
+pub use crate::wait::wait_for;

@@ -1,0 +1,224 @@
+//! Our services, run in this process or as child processes: one way to start
+//! each, configured the same way in both cases (environment pairs, parsed by
+//! the same code the binaries use).
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use airbridge::config::{BackendConfig, Env, FromEnv};
+use gateway::GatewayConfig;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::ChildStderr;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{Process, binary, log_filter};
+
+/// Where a service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// A task of the test's runtime: quick, and nothing to build or reap.
+    InProcess,
+    /// A child process of the workspace binary: signals, exit codes, CPU.
+    Process,
+}
+
+/// A backend service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Trips,
+    Airports,
+}
+
+impl Backend {
+    /// The binary's (and the package's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Trips => "trips",
+            Backend::Airports => "airports",
+        }
+    }
+}
+
+/// A running service of ours.
+pub enum Running {
+    /// Served by a task here; stopped (abruptly) when dropped.
+    InProcess(Task),
+    /// A child process; killed when dropped.
+    Process(Process),
+}
+
+/// A service's task in this process.
+pub struct Task {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Task {
+    fn spawn<F>(serve: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(serve(stop.clone()));
+        Self { stop, handle }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl Running {
+    /// Starts backend `backend` with `env` (the namespace's and `REDIS_URL` at
+    /// least).
+    pub fn backend(backend: Backend, run: Run, env: &[(&'static str, String)]) -> Self {
+        match run {
+            Run::Process => Running::Process(Process::spawn(&binary(backend.name()), env)),
+            Run::InProcess => {
+                let config = BackendConfig::from_env(&Env::from_pairs(env.iter().cloned()))
+                    .expect("a valid backend configuration");
+                Running::InProcess(Task::spawn(|stop| async move {
+                    let stopped = stop.cancelled_owned();
+                    match backend {
+                        Backend::Trips => trips::serve(&config, stopped).await,
+                        Backend::Airports => airports::serve(&config, stopped).await,
+                    }
+                }))
+            }
+        }
+    }
+
+    /// The child process; panics for a service running in-process.
+    pub fn process(&mut self) -> &mut Process {
+        match self {
+            Running::Process(process) => process,
+            Running::InProcess(_) => panic!("start this service with Run::Process to reach its process"),
+        }
+    }
+
+    /// Stops the service gracefully (SIGTERM for a process) and waits until
+    /// it has answered what it took.
+    pub async fn shut_down(mut self) {
+        match &mut self {
+            Running::Process(process) => {
+                process.signal("TERM");
+                assert_eq!(process.wait(Duration::from_secs(10)).await, Some(0));
+            }
+            Running::InProcess(task) => {
+                task.stop.cancel();
+                (&mut task.handle).await.expect("the service task panicked");
+            }
+        }
+    }
+}
+
+/// The gateway and where it listens.
+pub struct Gateway {
+    pub running: Running,
+    /// `http://127.0.0.1:<port>`
+    pub http: String,
+    /// `127.0.0.1:<port>`
+    pub grpc: String,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts a gateway on fresh ports with `env` (the namespace's at least).
+    pub async fn start(run: Run, env: &[(&'static str, String)]) -> Self {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self::start_on(run, env, loopback, loopback).await
+    }
+
+    /// Starts it again on the addresses it had (a restart, as clients see it).
+    pub async fn restart(&mut self, env: &[(&'static str, String)]) {
+        let run = match self.running {
+            Running::InProcess(_) => Run::InProcess,
+            Running::Process(_) => Run::Process,
+        };
+        *self = Self::start_on(run, env, self.http_addr, self.grpc_addr).await;
+    }
+
+    async fn start_on(
+        run: Run,
+        env: &[(&'static str, String)],
+        http_addr: SocketAddr,
+        grpc_addr: SocketAddr,
+    ) -> Self {
+        let (running, http_addr, grpc_addr) = match run {
+            Run::InProcess => {
+                let (http, grpc) = tokio::try_join!(
+                    TcpListener::bind(http_addr),
+                    TcpListener::bind(grpc_addr)
+                )
+                .expect("cannot bind the gateway's listeners");
+                let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
+                let config = GatewayConfig::from_env(&Env::from_pairs(env.iter().cloned()))
+                    .expect("a valid gateway configuration");
+                let task = Task::spawn(|stop| async move {
+                    gateway::serve(config, http, grpc, stop.cancelled_owned())
+                        .await
+                        .expect("the gateway failed");
+                });
+                (Running::InProcess(task), http_addr, grpc_addr)
+            }
+            Run::Process => {
+                let mut env = env.to_vec();
+                env.extend([
+                    ("HTTP_ADDR", http_addr.to_string()),
+                    ("GRPC_ADDR", grpc_addr.to_string()),
+                    ("LOG_FORMAT", "json".into()),
+                    ("RUST_LOG", format!("{},gateway=info", log_filter())),
+                ]);
+                let mut process =
+                    Process::spawn_with(&binary("gateway"), &[], &env, Stdio::piped());
+                let (http_addr, grpc_addr) = listening(process.take_stderr().unwrap()).await;
+                (Running::Process(process), http_addr, grpc_addr)
+            }
+        };
+        Self {
+            running,
+            http: format!("http://{http_addr}"),
+            grpc: grpc_addr.to_string(),
+            http_addr,
+            grpc_addr,
+        }
+    }
+}
+
+/// Reads a gateway process's JSON log until it says where it listens (it
+/// binds port 0, so only it knows), then passes its warnings and errors (or
+/// everything, with `TEST_LOG`) on to our stderr.
+async fn listening(stderr: ChildStderr) -> (SocketAddr, SocketAddr) {
+    let (found, addresses) = oneshot::channel();
+    tokio::spawn(async move {
+        let verbose = std::env::var_os("TEST_LOG").is_some();
+        let mut found = Some(found);
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                eprintln!("{line}");
+                continue;
+            };
+            let addr = |field: &str| event[field].as_str().and_then(|a| a.parse().ok());
+            if let (Some(http), Some(grpc)) = (addr("http_addr"), addr("grpc_addr"))
+                && let Some(found) = found.take()
+            {
+                let _ = found.send((http, grpc));
+            }
+            if verbose || matches!(event["level"].as_str(), Some("WARN" | "ERROR")) {
+                eprintln!("gateway: {line}");
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), addresses)
+        .await
+        .expect("the gateway did not say where it listens within 30 s")
+        .expect("the gateway exited before listening")
+}

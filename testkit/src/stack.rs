@@ -1,0 +1,152 @@
+//! The whole system for one test, benchmark or fault scenario: a namespace on
+//! the shared broker, a private Redis per backend, trips (one or more
+//! replicas) and airports, and the gateway in front.
+
+use std::time::Duration;
+
+use crate::broker::Namespace;
+use crate::redis::RedisServer;
+use crate::services::{Backend, Gateway, Run, Running};
+use crate::wait::wait_for;
+
+/// What `GET /health` answers when every part is up.
+pub const HEALTHY: &str =
+    r#"{"status": "ok", "broker": "up", "backends": {"trips": "up", "airports": "up"}}"#;
+
+/// How to start a [`Stack`].
+pub struct StackBuilder {
+    test: String,
+    backends: Run,
+    gateway: Run,
+    trips_replicas: usize,
+    gateway_env: Vec<(&'static str, String)>,
+}
+
+impl StackBuilder {
+    /// Runs trips and airports as child processes (default: in-process).
+    pub fn backends(mut self, run: Run) -> Self {
+        self.backends = run;
+        self
+    }
+
+    /// Runs the gateway as a child process (default: in-process).
+    pub fn gateway(mut self, run: Run) -> Self {
+        self.gateway = run;
+        self
+    }
+
+    /// Starts `n` trips replicas (default 1).
+    pub fn trips_replicas(mut self, n: usize) -> Self {
+        self.trips_replicas = n;
+        self
+    }
+
+    /// Adds a variable to the gateway's environment (e.g. `RPC_TIMEOUT_MS`).
+    pub fn gateway_env(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.gateway_env.push((name, value.into()));
+        self
+    }
+
+    /// Starts everything and waits until the gateway reports both backends up.
+    pub async fn start(self) -> Stack {
+        let namespace = Namespace::new(&self.test);
+        let (trips_redis, airports_redis) = tokio::join!(RedisServer::start(), RedisServer::start());
+        let backend_env = |redis: &RedisServer| {
+            let mut env = namespace.env();
+            env.push(("REDIS_URL", redis.url()));
+            env
+        };
+        let trips = (0..self.trips_replicas)
+            .map(|_| Running::backend(Backend::Trips, self.backends, &backend_env(&trips_redis)))
+            .collect();
+        let airports = Running::backend(Backend::Airports, self.backends, &backend_env(&airports_redis));
+        let mut gateway_env = namespace.env();
+        gateway_env.extend(self.gateway_env);
+        let gateway = Gateway::start(self.gateway, &gateway_env).await;
+        let stack = Stack {
+            gateway,
+            gateway_env,
+            trips,
+            airports,
+            trips_redis,
+            airports_redis,
+            namespace,
+            client: reqwest::Client::new(),
+        };
+        stack.wait_healthy(Duration::from_secs(30)).await;
+        stack
+    }
+}
+
+/// A running system. Dropping it stops the services, then the Redis servers,
+/// then deletes the namespace's queues and exchanges (fields drop in order).
+pub struct Stack {
+    pub gateway: Gateway,
+    gateway_env: Vec<(&'static str, String)>,
+    /// The trips replicas.
+    pub trips: Vec<Running>,
+    pub airports: Running,
+    pub trips_redis: RedisServer,
+    pub airports_redis: RedisServer,
+    pub namespace: Namespace,
+    /// A client for the REST API.
+    pub client: reqwest::Client,
+}
+
+impl Stack {
+    /// A stack for test `test` (which names its namespace).
+    pub fn builder(test: &str) -> StackBuilder {
+        StackBuilder {
+            test: test.to_owned(),
+            backends: Run::InProcess,
+            gateway: Run::InProcess,
+            trips_replicas: 1,
+            gateway_env: Vec::new(),
+        }
+    }
+
+    /// Everything in-process, one trips replica.
+    pub async fn start(test: &str) -> Self {
+        Self::builder(test).start().await
+    }
+
+    /// Waits until `GET /health` says every part is up.
+    pub async fn wait_healthy(&self, within: Duration) {
+        wait_for("the gateway to report both backends up", within, || async {
+            let body = self.get("/health").await.ok()?.text().await.ok()?;
+            (body == HEALTHY).then_some(())
+        })
+        .await;
+    }
+
+    /// Starts the gateway again where it listened (after it was stopped).
+    pub async fn restart_gateway(&mut self) {
+        self.gateway.restart(&self.gateway_env).await;
+    }
+
+    /// The first trips replica.
+    pub fn trips(&mut self) -> &mut Running {
+        &mut self.trips[0]
+    }
+
+    /// `http://127.0.0.1:<port><path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.http)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.client.get(self.url(path)).send().await
+    }
+
+    /// `POST path` with a JSON body; panics when the gateway does not answer.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+}
