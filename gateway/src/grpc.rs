@@ -6,16 +6,18 @@
 use std::future::Future;
 use std::time::Duration;
 
-use airbridge::airports::v1::airports_amqp::{self, AirportsAmqpClient};
-use airbridge::airports::v1::airports_server::{Airports, AirportsServer};
-use airbridge::rpc::RpcClient;
-use airbridge::trips::v1::trips_amqp::{self, TripsAmqpClient};
-use airbridge::trips::v1::trips_server::{Trips, TripsServer};
+use airbridge::airports::v1::airports_amqp;
+use airbridge::airports::v1::airports_server::AirportsServer;
+use airbridge::trips::v1::trips_amqp;
+use airbridge::trips::v1::trips_server::TripsServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+use crate::BackendClients;
+use crate::health::BackendsUp;
 
 /// How often the health service re-asks the backends.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -23,14 +25,11 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Serves gRPC on `listener` until `shutdown`, then finishes calls in flight.
 pub async fn serve(
     listener: TcpListener,
-    rpc: RpcClient,
+    backends: BackendClients,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let trips = TripsAmqpClient::new(rpc.clone());
-    let airports = AirportsAmqpClient::new(rpc);
-
     let (reporter, health) = tonic_health::server::health_reporter();
-    let watcher = tokio::spawn(watch_backends(reporter, trips.clone(), airports.clone()));
+    let watcher = tokio::spawn(watch_backends(reporter, backends.clone()));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -48,8 +47,8 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(TripsServer::new(trips))
-        .add_service(AirportsServer::new(airports))
+        .add_service(TripsServer::new(backends.trips))
+        .add_service(AirportsServer::new(backends.airports))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
@@ -62,16 +61,11 @@ pub async fn serve(
 /// Keeps `grpc.health.v1.Health` truthful: each backend is SERVING while it
 /// answers Ping and reaches its store; the gateway as a whole ("") is SERVING
 /// while both are.
-async fn watch_backends(
-    reporter: HealthReporter,
-    trips: TripsAmqpClient,
-    airports: AirportsAmqpClient,
-) {
+async fn watch_backends(reporter: HealthReporter, backends: BackendClients) {
     let mut every = tokio::time::interval(HEALTH_INTERVAL);
     loop {
         every.tick().await;
-        let (trips_up, airports_up) =
-            tokio::join!(trips_answer(&trips), airports_answer(&airports));
+        let up = BackendsUp::probe(&backends).await;
         let status = |up: bool| {
             if up {
                 ServingStatus::Serving
@@ -80,33 +74,13 @@ async fn watch_backends(
             }
         };
         reporter
-            .set_service_status(trips_amqp::SERVICE_NAME, status(trips_up))
+            .set_service_status(trips_amqp::SERVICE_NAME, status(up.trips))
             .await;
         reporter
-            .set_service_status(airports_amqp::SERVICE_NAME, status(airports_up))
+            .set_service_status(airports_amqp::SERVICE_NAME, status(up.airports))
             .await;
         reporter
-            .set_service_status("", status(trips_up && airports_up))
+            .set_service_status("", status(up.trips && up.airports))
             .await;
     }
-}
-
-/// Whether trips answers Ping within a second and reaches its store.
-pub async fn trips_answer(trips: &TripsAmqpClient) -> bool {
-    let mut request = tonic::Request::new(airbridge::trips::v1::PingRequest {});
-    request.set_timeout(Duration::from_secs(1));
-    trips
-        .ping(request)
-        .await
-        .is_ok_and(|pong| pong.into_inner().store_reachable)
-}
-
-/// Whether airports answers Ping within a second and reaches its store.
-pub async fn airports_answer(airports: &AirportsAmqpClient) -> bool {
-    let mut request = tonic::Request::new(airbridge::airports::v1::PingRequest {});
-    request.set_timeout(Duration::from_secs(1));
-    airports
-        .ping(request)
-        .await
-        .is_ok_and(|pong| pong.into_inner().store_reachable)
 }

@@ -55,7 +55,10 @@ pub async fn serve(
     let rpc = RpcClient::new(config.rpc);
     if let Err(status) = rpc.connect().await {
         // Not fatal: calls answer 503 and reconnect once the broker is back.
-        tracing::warn!(reason = status.message(), "message broker not reachable yet");
+        tracing::warn!(
+            reason = status.message(),
+            "message broker not reachable yet"
+        );
     }
     let backends = BackendClients {
         trips: TripsAmqpClient::new(rpc.clone()),

@@ -2,6 +2,7 @@
 //! method and status with latency histograms (recorded here), and AMQP RPC
 //! latency by method and status code (recorded by `airbridge::rpc`).
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
@@ -15,21 +16,31 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
-/// Installs the global recorder and keeps its histograms tidy.
-pub fn install() -> PrometheusHandle {
+/// The process's Prometheus recorder, installed on first use (the metrics
+/// facade has one global recorder, so every gateway in a process shares it).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(install).clone()
+}
+
+fn install() -> PrometheusHandle {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
         .expect("buckets are not empty")
         .install_recorder()
-        .expect("the metrics recorder is installed once");
+        .expect("no other metrics recorder is installed");
+    // Upkeep drains histogram samples between scrapes; a thread of its own,
+    // so it outlives whichever runtime first asked for the handle.
     let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            every.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        })
+        .expect("cannot start the metrics upkeep thread");
     handle
 }
 

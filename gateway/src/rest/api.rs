@@ -118,4 +118,3 @@ pub struct Backends {
     pub trips: &'static str,
     pub airports: &'static str,
 }
-

@@ -35,7 +35,10 @@ pub(super) async fn ping() -> impl IntoResponse {
     (status = 503, description = "The broker or the trips service is unreachable", body = ErrorBody),
     (status = 504, description = "The trips service did not answer in time", body = ErrorBody),
 ))]
-pub(super) async fn trip_ping(State(rest): State<Rest>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn trip_ping(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let pong = rest
         .backends
         .trips
@@ -51,7 +54,10 @@ pub(super) async fn trip_ping(State(rest): State<Rest>, headers: HeaderMap) -> R
     (status = 503, description = "The broker or the airports service is unreachable", body = ErrorBody),
     (status = 504, description = "The airports service did not answer in time", body = ErrorBody),
 ))]
-pub(super) async fn airport_ping(State(rest): State<Rest>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn airport_ping(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let pong = rest
         .backends
         .airports
@@ -236,4 +242,3 @@ pub(super) async fn method_not_allowed() -> ApiError {
         "method not allowed on this route".into(),
     )
 }
-
