@@ -26,10 +26,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airbridge::testing::{
-    Process, RedisServer, amqp_url, backend_env, binary, free_port, unique_namespace, wait_for,
-};
 use futures_util::StreamExt;
+use testkit::{Process, RedisServer, Run, Stack, binary, rabbitmqctl_command};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -152,16 +150,9 @@ async fn main() -> ExitCode {
 // ---------------------------------------------------------------- the system
 
 struct System {
-    namespace: String,
-    trips_redis: RedisServer,
-    airports_redis: RedisServer,
-    /// `None` once deliberately killed.
-    trips: Vec<Option<Process>>,
-    airports: Process,
-    gateway: Process,
-    http_addr: String,
-    grpc_addr: String,
-    base: String,
+    stack: Stack,
+    /// The trips replicas' PIDs; `None` once deliberately killed.
+    trips: Vec<Option<u32>>,
 }
 
 fn log_filter() -> String {
@@ -170,64 +161,39 @@ fn log_filter() -> String {
 
 impl System {
     async fn start(fault: Fault) -> Self {
-        let namespace = unique_namespace(&format!("chaos-{}", fault.short().replace(' ', "-")));
-        let trips_redis = RedisServer::start().await;
-        let airports_redis = RedisServer::start().await;
-        let mut trips_env = backend_env(&namespace, &trips_redis.url());
-        trips_env.push(("RUST_LOG", log_filter()));
-        let trips = (0..fault.trips_replicas())
-            .map(|_| Some(Process::spawn("trips", &trips_env)))
-            .collect();
-        let mut airports_env = backend_env(&namespace, &airports_redis.url());
-        airports_env.push(("RUST_LOG", log_filter()));
-        let airports = Process::spawn("airports", &airports_env);
-        let http_addr = format!("127.0.0.1:{}", free_port());
-        let grpc_addr = format!("127.0.0.1:{}", free_port());
-        let gateway = spawn_gateway(&namespace, &http_addr, &grpc_addr);
-        let system = Self {
-            namespace,
-            trips_redis,
-            airports_redis,
-            trips,
-            airports,
-            gateway,
-            base: format!("http://{http_addr}"),
-            http_addr,
-            grpc_addr,
+        let stack = Stack::builder(&format!("chaos-{}", fault.short().replace(' ', "-")))
+            .backends(Run::Process)
+            .gateway(Run::Process)
+            .trips_replicas(fault.trips_replicas())
+            .gateway_env("RPC_TIMEOUT_MS", RPC_DEADLINE.as_millis().to_string())
+            .log_filter(log_filter())
+            .start()
+            .await;
+        let mut system = Self {
+            trips: vec![None; stack.trips.len()],
+            stack,
         };
-        system.wait_healthy(Duration::from_secs(30)).await;
+        for (i, trips) in system.stack.trips.iter_mut().enumerate() {
+            system.trips[i] = Some(trips.process().id());
+        }
         system
     }
 
-    /// Waits until the gateway says the broker and both backends are up.
-    async fn wait_healthy(&self, within: Duration) {
-        let client = reqwest::Client::new();
-        let url = format!("{}/health", self.base);
-        let want =
-            r#"{"status": "ok", "broker": "up", "backends": {"trips": "up", "airports": "up"}}"#;
-        wait_for("the gateway to report everything up", within, || async {
-            let response = client.get(&url).send().await.ok()?;
-            (response.text().await.ok()? == want).then_some(())
-        })
-        .await;
+    fn gateway(&mut self) -> &mut Process {
+        self.stack.gateway.running.process()
     }
 
     /// Every process that should still be running, with its PID when the
     /// scenario started, and whether it still runs.
     fn processes(&mut self) -> Vec<(String, u32, bool)> {
         let mut all = Vec::new();
-        all.push((
-            "gateway".to_owned(),
-            self.gateway.id(),
-            !self.gateway.has_exited(),
-        ));
-        all.push((
-            "airports".to_owned(),
-            self.airports.id(),
-            !self.airports.has_exited(),
-        ));
-        for (i, trips) in self.trips.iter_mut().enumerate() {
-            if let Some(trips) = trips {
+        let gateway = self.gateway();
+        all.push(("gateway".to_owned(), gateway.id(), !gateway.has_exited()));
+        let airports = self.stack.airports.process();
+        all.push(("airports".to_owned(), airports.id(), !airports.has_exited()));
+        for (i, pid) in self.trips.iter().enumerate() {
+            if pid.is_some() {
+                let trips = self.stack.trips[i].process();
                 all.push((format!("trips#{i}"), trips.id(), !trips.has_exited()));
             }
         }
@@ -235,37 +201,8 @@ impl System {
     }
 }
 
-fn spawn_gateway(namespace: &str, http_addr: &str, grpc_addr: &str) -> Process {
-    Process::spawn(
-        "gateway",
-        &[
-            ("AMQP_URL", amqp_url()),
-            ("AMQP_NAMESPACE", namespace.to_owned()),
-            ("HTTP_ADDR", http_addr.to_owned()),
-            ("GRPC_ADDR", grpc_addr.to_owned()),
-            ("RPC_TIMEOUT_MS", RPC_DEADLINE.as_millis().to_string()),
-            ("RUST_LOG", log_filter()),
-        ],
-    )
-}
-
-fn rabbitmqctl_command() -> (String, Vec<String>) {
-    let command = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
-    let mut words = command.split_whitespace().map(str::to_owned);
-    let program = words.next().expect("RABBITMQCTL is empty");
-    (program, words.collect())
-}
-
 async fn rabbitmqctl(arg: &str) {
-    let (program, pre) = rabbitmqctl_command();
-    let status = tokio::process::Command::new(&program)
-        .args(&pre)
-        .arg(arg)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
-    assert!(status.success(), "rabbitmqctl {arg} failed");
+    testkit::rabbitmqctl(&[arg]).await;
 }
 
 /// Starts the broker's application again if the run ends (or panics) while
@@ -631,17 +568,17 @@ async fn run_scenario(fault: Fault, rate: u32) -> Report {
     let mut system = System::start(fault).await;
     let pids_before = system.processes();
     println!(
-        "namespace {}; trips Redis :{}, airports Redis :{}; {} trips replica(s); gateway {} (gRPC {})",
-        system.namespace,
-        system.trips_redis.port(),
-        system.airports_redis.port(),
+        "namespace {}; trips Redis {}, airports Redis {}; {} trips replica(s); gateway {} (gRPC {})",
+        system.stack.namespace.name(),
+        system.stack.trips_redis.socket().display(),
+        system.stack.airports_redis.socket().display(),
         system.trips.len(),
-        system.http_addr,
-        system.grpc_addr,
+        system.stack.gateway.http,
+        system.stack.gateway.grpc,
     );
 
     let start = Instant::now();
-    let load = Arc::new(Load::new(system.base.clone(), start));
+    let load = Arc::new(Load::new(system.stack.gateway.http.clone(), start));
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let generator = tokio::spawn(load.clone().run(rate, stop.clone(), tasks.clone()));
@@ -668,16 +605,17 @@ async fn run_scenario(fault: Fault, rate: u32) -> Report {
             ));
         }
         Fault::TripsRedisRestart => {
-            system.trips_redis.stop().await;
+            system.stack.trips_redis.stop().await;
             tokio::time::sleep(DOWN_FOR).await;
-            system.trips_redis.restart().await;
+            system.stack.trips_redis.restart().await;
             notes.push(format!(
                 "Redis answers PING again at {:.1} s",
                 secs(start.elapsed())
             ));
         }
         Fault::TripsReplicaKill => {
-            let mut victim = system.trips[1].take().expect("replica 1 runs");
+            system.trips[1].take().expect("replica 1 runs");
+            let victim = system.stack.trips[1].process();
             victim.signal("KILL");
             let code = victim.wait(Duration::from_secs(5)).await;
             notes.push(format!(
@@ -686,19 +624,19 @@ async fn run_scenario(fault: Fault, rate: u32) -> Report {
             ));
         }
         Fault::GatewayRestart => {
-            system.gateway.signal("TERM");
-            let code = system.gateway.wait(Duration::from_secs(15)).await;
+            system.gateway().signal("TERM");
+            let code = system.gateway().wait(Duration::from_secs(15)).await;
             old_gateway_exit = Some(code);
             notes.push(format!(
                 "old gateway exited with {code:?} at {:.1} s",
                 secs(start.elapsed())
             ));
             tokio::time::sleep(DOWN_FOR).await;
-            system.gateway = spawn_gateway(&system.namespace, &system.http_addr, &system.grpc_addr);
-            system.wait_healthy(Duration::from_secs(30)).await;
+            system.stack.restart_gateway().await;
+            system.stack.wait_healthy(Duration::from_secs(30)).await;
             notes.push(format!(
                 "new gateway (pid {}) healthy at {:.1} s",
-                system.gateway.id(),
+                system.gateway().id(),
                 secs(start.elapsed())
             ));
         }
@@ -719,15 +657,15 @@ async fn run_scenario(fault: Fault, rate: u32) -> Report {
     let acked_airports = load.airports.lock().unwrap().clone();
 
     // Read every acknowledged record back through the (healthy) system.
-    system.wait_healthy(Duration::from_secs(15)).await;
+    system.stack.wait_healthy(Duration::from_secs(15)).await;
     let mut missed = Vec::new();
     let mut examples = Vec::new();
     let lost_via_gateway = read_back(&load, &acked_trips, &acked_airports, &mut examples).await;
 
     // And straight from Redis: every acknowledged record is there as
     // written, and no request made two.
-    let trips_stored = dump(&system.trips_redis, "trip", "from").await;
-    let airports_stored = dump(&system.airports_redis, "airport", "name").await;
+    let trips_stored = dump(&system.stack.trips_redis, "trip", "from").await;
+    let airports_stored = dump(&system.stack.airports_redis, "airport", "name").await;
     let mut lost_in_redis = 0;
     for (acked, stored, name) in [
         (&acked_trips, &trips_stored, trip_from as fn(u64) -> String),
@@ -906,7 +844,7 @@ async fn run_scenario(fault: Fault, rate: u32) -> Report {
 
     Report {
         fault,
-        namespace: system.namespace.clone(),
+        namespace: system.stack.namespace.name().to_owned(),
         fault_at,
         healed_at,
         load_until,
@@ -980,8 +918,8 @@ async fn dump(redis: &RedisServer, kind: &str, field: &str) -> HashMap<String, S
     let pattern = format!("{kind}:{}", "?".repeat(32));
     let output = tokio::process::Command::new("redis-cli")
         .args([
-            "-p",
-            &redis.port().to_string(),
+            "-s",
+            &redis.socket().display().to_string(),
             "--raw",
             "EVAL",
             SCRIPT,

@@ -14,7 +14,6 @@ mod status;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod telemetry;
-pub mod testing;
 pub mod trace;
 pub mod validate;
 

@@ -19,9 +19,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use airbridge::airports::v1::CreateAirportRequest;
 use airbridge::rpc::{CONTENT_TYPE, RpcClient, RpcConfig, STATUS_HEADER};
-use airbridge::testing::{
-    Process, RedisServer, backend_env, message_count, rpc_config, unique_namespace, wait_for,
-};
 use airbridge::trips::v1::trips_amqp::TripsAmqpClient;
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{CreateTripRequest, GetTripRequest, PingRequest, PingResponse, Trip};
@@ -37,6 +34,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use prost::Message;
+use testkit::{Namespace, Process, RedisServer, binary, message_count, wait_for};
 use tonic::Request;
 
 const SERVICE: &str = "trips.v1.Trips";
@@ -380,30 +378,33 @@ fn generated(n: usize) -> Vec<Poison> {
 
 struct Served {
     config: RpcConfig,
-    redis: RedisServer,
     trips: Process,
     client: TripsAmqpClient,
+    redis: RedisServer,
+    _namespace: Namespace,
 }
 
 impl Served {
     async fn start(test: &str) -> Self {
-        let namespace = unique_namespace(test);
-        let config = rpc_config(&namespace);
+        let namespace = Namespace::new(test);
+        let config = namespace.rpc_config();
         let redis = RedisServer::start().await;
-        let mut env = backend_env(&namespace, &redis.url());
+        let mut env = namespace.env();
+        env.push(("REDIS_URL", redis.url()));
         // Each poison message is logged as a warning: keep the test output
         // readable unless TEST_LOG asks for more.
         env.push((
             "RUST_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "error,lapin=off".into()),
         ));
-        let trips = Process::spawn("trips", &env);
+        let trips = Process::spawn(&binary("trips"), &env);
         let client = TripsAmqpClient::new(RpcClient::new(config.clone()));
         let served = Self {
             config,
-            redis,
             trips,
             client,
+            redis,
+            _namespace: namespace,
         };
         served.wait_answering().await;
         served

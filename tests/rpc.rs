@@ -12,7 +12,6 @@ use airbridge::airports::v1::{
     Airport, CreateAirportRequest, CreateAirportResponse, GetAirportRequest, GetAirportResponse,
 };
 use airbridge::rpc::{CallContext, RpcClient, RpcConfig};
-use airbridge::testing::{message_count, rpc_config, unique_namespace, wait_for};
 use airbridge::trips::v1::trips_amqp::{TripsAmqpClient, TripsAmqpServer};
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{
@@ -22,6 +21,7 @@ use airbridge::trips::v1::{
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use testkit::{Namespace, message_count, wait_for};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
@@ -123,6 +123,7 @@ impl Airports for EchoAirports {
 /// A trips server on its own namespace, stopped when dropped.
 struct Served {
     config: RpcConfig,
+    namespace: Namespace,
     service: Arc<EchoTrips>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -130,7 +131,8 @@ struct Served {
 
 impl Served {
     async fn start(test: &str) -> Self {
-        let config = rpc_config(&unique_namespace(test));
+        let namespace = Namespace::new(test);
+        let config = namespace.rpc_config();
         let service = Arc::new(EchoTrips::default());
         let stop = CancellationToken::new();
         let task = tokio::spawn({
@@ -141,6 +143,7 @@ impl Served {
         });
         let served = Self {
             config,
+            namespace,
             service,
             stop,
             task,
@@ -166,9 +169,11 @@ impl Served {
         TripsAmqpClient::new(self.rpc())
     }
 
-    async fn stop(self) {
+    /// Stops the server; its queues stay until the returned namespace goes.
+    async fn stop(self) -> Namespace {
         self.stop.cancel();
         self.task.await.unwrap();
+        self.namespace
     }
 }
 
@@ -334,7 +339,8 @@ async fn a_slow_call_fails_with_deadline_exceeded_on_time() {
 #[tokio::test]
 async fn a_call_nobody_serves_fails_fast_with_unavailable() {
     // No queue at all: the mandatory publish comes back.
-    let config = rpc_config(&unique_namespace("no-queue"));
+    let namespace = Namespace::new("no-queue");
+    let config = namespace.rpc_config();
     let trips = TripsAmqpClient::new(RpcClient::new(config));
     let started = Instant::now();
     let status = trips
@@ -351,7 +357,7 @@ async fn a_call_nobody_serves_fails_fast_with_unavailable() {
     // A queue whose only server went away.
     let served = Served::start("no-consumer").await;
     let config = served.config.clone();
-    served.stop().await;
+    let _queues_kept = served.stop().await;
     let trips = TripsAmqpClient::new(RpcClient::new(config));
     let started = Instant::now();
     let status = trips

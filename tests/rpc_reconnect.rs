@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use airbridge::rpc::RpcClient;
-use airbridge::testing::{rpc_config, unique_namespace, wait_for};
 use airbridge::trips::v1::trips_amqp::{TripsAmqpClient, TripsAmqpServer};
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{
     CreateTripRequest, CreateTripResponse, GetTripRequest, GetTripResponse, PingRequest,
     PingResponse,
 };
+use testkit::{Namespace, rabbitmqctl, wait_for};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
@@ -38,22 +38,10 @@ impl Trips for Pong {
     }
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    // RABBITMQCTL may name another way in, e.g. "docker exec rabbitmq rabbitmqctl".
-    let command = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
-    let mut words = command.split_whitespace();
-    let status = std::process::Command::new(words.next().unwrap())
-        .args(words)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|err| panic!("cannot run {command}: {err}"));
-    assert!(status.success(), "{command} {args:?} failed");
-}
-
 #[tokio::test]
 async fn calls_succeed_again_after_the_broker_closes_every_connection() {
-    let config = rpc_config(&unique_namespace("reconnect"));
+    let namespace = Namespace::new("reconnect");
+    let config = namespace.rpc_config();
     let stop = CancellationToken::new();
     let server = tokio::spawn({
         let config = config.clone();
@@ -78,7 +66,7 @@ async fn calls_succeed_again_after_the_broker_closes_every_connection() {
     .await;
     assert!(rpc.is_connected());
 
-    rabbitmqctl(&["close_all_connections", "airbridge reconnect test"]);
+    rabbitmqctl(&["close_all_connections", "airbridge reconnect test"]).await;
 
     // The client sees its connection go; calls in between fail cleanly.
     wait_for("the client to notice", Duration::from_secs(10), || async {
@@ -112,7 +100,7 @@ async fn calls_succeed_again_after_the_broker_closes_every_connection() {
     );
 
     // And again: recovery is not a one-off.
-    rabbitmqctl(&["close_all_connections", "airbridge reconnect test, again"]);
+    rabbitmqctl(&["close_all_connections", "airbridge reconnect test, again"]).await;
     wait_for(
         "calls to succeed after a second drop",
         Duration::from_secs(20),

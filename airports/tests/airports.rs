@@ -2,23 +2,24 @@
 //! (Replicas, Redis outages and SIGTERM are exercised on trips, which shares
 //! this binary's start-up path and store.)
 
+use std::path::Path;
 use std::time::Duration;
 
 use airbridge::airports::v1::airports_amqp::AirportsAmqpClient;
 use airbridge::airports::v1::airports_server::Airports;
 use airbridge::airports::v1::{CreateAirportRequest, GetAirportRequest, PingRequest};
 use airbridge::rpc::{IDEMPOTENCY_KEY, RpcClient};
-use airbridge::testing::{
-    Process, RedisServer, backend_env, rpc_config, unique_namespace, wait_for,
-};
+use testkit::{Namespace, Process, RedisServer, wait_for};
 use tonic::{Code, Request};
 
 #[tokio::test]
 async fn airports_are_created_read_validated_and_deduplicated() {
-    let namespace = unique_namespace("airports");
+    let namespace = Namespace::new("airports");
     let redis = RedisServer::start().await;
-    let _airports = Process::spawn("airports", &backend_env(&namespace, &redis.url()));
-    let client = AirportsAmqpClient::new(RpcClient::new(rpc_config(&namespace)));
+    let mut env = namespace.env();
+    env.push(("REDIS_URL", redis.url()));
+    let _airports = Process::spawn(Path::new(env!("CARGO_BIN_EXE_airports")), &env);
+    let client = AirportsAmqpClient::new(RpcClient::new(namespace.rpc_config()));
     wait_for(
         "airports to answer Ping",
         Duration::from_secs(15),
@@ -56,7 +57,8 @@ async fn airports_are_created_read_validated_and_deduplicated() {
     assert_eq!(
         redis
             .command(&["HGET", &format!("airport:{id}"), "name"])
-            .await,
+            .await
+            .unwrap(),
         "$6\r\nEzeiza\r\n"
     );
 

@@ -26,7 +26,6 @@
 mod load;
 mod report;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use airbridge::airports::v1::airports_amqp::{AirportsAmqpClient, AirportsAmqpServer};
@@ -37,12 +36,9 @@ use airbridge::airports::v1::{
     PingRequest, PingResponse,
 };
 use airbridge::rpc::RpcClient;
-use airbridge::testing::{
-    Process, RedisServer, amqp_url, backend_env, binary, free_port, rpc_config, unique_namespace,
-    wait_for,
-};
 use airbridge::trips::v1::CreateTripRequest;
 use airbridge::trips::v1::trips_client::TripsClient;
+use testkit::{Namespace, Process, Run, Stack, wait_for};
 use tonic::{Request, Response, Status};
 
 use crate::load::{CpuMeter, RssSampler, Settings};
@@ -54,10 +50,9 @@ const CALLS_PER_CONNECTION: usize = 8;
 const ECHO_ROLE: &str = "AIRBRIDGE_BENCH_ECHO";
 
 fn main() {
-    if let Ok(namespace) = std::env::var(ECHO_ROLE) {
+    if std::env::var_os(ECHO_ROLE).is_some() {
         // The same runtime the backends run on.
-        let env = airbridge::config::Env::from_process();
-        airbridge::app::block_on(&env, serve_echo(namespace));
+        airbridge::app::runtime(1).block_on(serve_echo());
         return;
     }
     // The load client runs on one thread, as the services do: on a
@@ -107,11 +102,10 @@ impl Airports for Echo {
     }
 }
 
-async fn serve_echo(namespace: String) {
-    let mut config = airbridge::config::Env::from_process()
-        .rpc_config()
-        .expect("echo configuration");
-    config.topology = airbridge::rpc::Topology::new(Some(namespace));
+/// Serves the echo service under the namespace in `AMQP_NAMESPACE`.
+async fn serve_echo() {
+    let env = airbridge::config::Env::from_process();
+    let config = airbridge::config::rpc_config(&env).expect("echo configuration");
     airbridge::rpc::serve(
         &config,
         AirportsAmqpServer::new(Echo),
@@ -120,82 +114,49 @@ async fn serve_echo(namespace: String) {
     .await;
 }
 
+/// The system under test, everything a process of its own (for its CPU
+/// time and RSS), plus the echo service on a namespace of its own.
 struct System {
-    trips_redis: RedisServer,
-    airports_redis: RedisServer,
-    gateway: Process,
-    trips: Process,
-    airports: Process,
+    stack: Stack,
     echo: Process,
-    echo_namespace: String,
+    echo_namespace: Namespace,
     http: String,
     grpc: String,
 }
 
+impl System {
+    fn gateway(&mut self) -> &mut Process {
+        self.stack.gateway.running.process()
+    }
+}
+
 async fn start() -> System {
-    let namespace = unique_namespace("bench");
-    let echo_namespace = unique_namespace("bench-echo");
-    let trips_redis = RedisServer::start().await;
-    let airports_redis = RedisServer::start().await;
-    let http = format!("127.0.0.1:{}", free_port());
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let trips = Process::spawn("trips", &backend_env(&namespace, &trips_redis.url()));
-    let airports = Process::spawn("airports", &backend_env(&namespace, &airports_redis.url()));
-    let gateway = Process::spawn(
-        "gateway",
-        &[
-            ("AMQP_URL", amqp_url()),
-            ("AMQP_NAMESPACE", namespace.clone()),
-            ("HTTP_ADDR", http.clone()),
-            ("GRPC_ADDR", grpc.clone()),
-        ],
-    );
+    let stack = Stack::builder("bench")
+        .backends(Run::Process)
+        .gateway(Run::Process)
+        .start()
+        .await;
+    let echo_namespace = Namespace::new("bench-echo");
+    let mut echo_env = echo_namespace.env();
+    echo_env.push((ECHO_ROLE, "1".into()));
     let me = std::env::current_exe().expect("own path");
-    let echo = Process::spawn_path(
-        &me,
-        &[],
-        &[
-            (ECHO_ROLE, echo_namespace.clone()),
-            ("AMQP_URL", amqp_url()),
-        ],
-    );
-    let system = System {
-        trips_redis,
-        airports_redis,
-        gateway,
-        trips,
-        airports,
-        echo,
-        echo_namespace,
-        http: format!("http://{http}"),
-        grpc,
-    };
-    let client = reqwest::Client::new();
-    let health = format!("{}/health", system.http);
-    let want = r#"{"status": "ok", "broker": "up", "backends": {"trips": "up", "airports": "up"}}"#;
-    wait_for(
-        "the system to be healthy",
-        Duration::from_secs(30),
-        || async {
-            let body = client.get(&health).send().await.ok()?.text().await.ok()?;
-            (body == want).then_some(())
-        },
-    )
-    .await;
-    let echo = AirportsAmqpClient::new(RpcClient::new(rpc_config(&system.echo_namespace)));
+    let echo = Process::spawn(&me, &echo_env);
+    let echo_client = AirportsAmqpClient::new(RpcClient::new(echo_namespace.rpc_config()));
     wait_for("the echo service", Duration::from_secs(30), || async {
-        echo.ping(Request::new(PingRequest {})).await.ok()
+        echo_client.ping(Request::new(PingRequest {})).await.ok()
     })
     .await;
-    system
+    System {
+        http: stack.gateway.http.clone(),
+        grpc: stack.gateway.grpc.clone(),
+        stack,
+        echo,
+        echo_namespace,
+    }
 }
 
 async fn run(settings: Settings) -> report::Report {
-    assert!(
-        binary("gateway").starts_with(release_dir()),
-        "run the benchmark with release binaries: make bench"
-    );
-    let system = start().await;
+    let mut system = start().await;
     let client = reqwest::Client::new();
     let airport_id = client
         .post(format!("{}/airport", system.http))
@@ -209,18 +170,18 @@ async fn run(settings: Settings) -> report::Report {
     assert!(airbridge::id::is_id(&airport_id), "{airport_id}");
 
     let processes = [
-        ("gateway", system.gateway.id()),
-        ("trips", system.trips.id()),
-        ("airports", system.airports.id()),
+        ("gateway", system.gateway().id()),
+        ("trips", system.stack.trips[0].process().id()),
+        ("airports", system.stack.airports.process().id()),
         ("echo", system.echo.id()),
     ];
     let sampler = RssSampler::start(&processes);
     let idle = sampler.current();
-    let cpu = cpu_meter(&system);
+    let cpu = cpu_meter(&mut system);
 
     let mut rows = Vec::new();
     for concurrency in CONCURRENCY {
-        let echo = AirportsAmqpClient::new(RpcClient::new(rpc_config(&system.echo_namespace)));
+        let echo = AirportsAmqpClient::new(RpcClient::new(system.echo_namespace.rpc_config()));
         let id = airport_id.clone();
         let ceiling = load::closed_loop(&settings, &cpu, concurrency, move |_| {
             let echo = echo.clone();
@@ -344,15 +305,15 @@ async fn grpc_get_airport(
 /// backends (trips, airports and the echo service, whichever a scenario
 /// calls), the broker, the Redis servers and this program as load client
 /// (wrk's own time is not counted).
-fn cpu_meter(system: &System) -> CpuMeter {
+fn cpu_meter(system: &mut System) -> CpuMeter {
     let processes = [
-        ("gateway", Some(system.gateway.id())),
-        ("backends", Some(system.trips.id())),
-        ("backends", Some(system.airports.id())),
+        ("gateway", Some(system.gateway().id())),
+        ("backends", Some(system.stack.trips[0].process().id())),
+        ("backends", Some(system.stack.airports.process().id())),
         ("backends", Some(system.echo.id())),
         ("rabbitmq", load::broker_pid()),
-        ("redis", system.trips_redis.id()),
-        ("redis", system.airports_redis.id()),
+        ("redis", system.stack.trips_redis.id()),
+        ("redis", system.stack.airports_redis.id()),
         (load::LOAD_CLIENT, Some(std::process::id())),
     ];
     CpuMeter::new(
@@ -361,13 +322,4 @@ fn cpu_meter(system: &System) -> CpuMeter {
             .filter_map(|(name, pid)| Some((name.to_owned(), pid?)))
             .collect(),
     )
-}
-
-fn release_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    // target/release/deps/e2e-<hash>
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("inside target/")
-        .to_owned()
 }

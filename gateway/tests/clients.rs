@@ -2,11 +2,9 @@
 //! OpenAPI document survives schemathesis, and the Python client `make
 //! clients` generates from proto/ creates and reads through gRPC.
 
-mod support;
-
 use std::process::Command;
 
-use support::{Stack, tool, workspace};
+use testkit::{Stack, tool, workspace};
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_wrong_with_the_openapi_document() {
@@ -55,7 +53,7 @@ async fn the_generated_python_client_creates_and_reads() {
 
     let run = Command::new(tool("python"))
         .arg(root.join("gateway/tests/python/roundtrip.py"))
-        .arg(&stack.grpc)
+        .arg(&stack.gateway.grpc)
         .env("PYTHONPATH", root.join("clients/python"))
         .output()
         .expect("python runs");

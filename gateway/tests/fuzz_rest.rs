@@ -8,8 +8,6 @@
 //! The runs are reproducible (a fixed seed; set `PROPTEST_RNG_SEED` to explore
 //! others) and bounded ([`CASES`] inputs each).
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -18,7 +16,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use support::Stack;
+use testkit::{Run, Stack};
 use tokio::runtime::Runtime;
 
 /// Inputs per test.
@@ -51,7 +49,13 @@ struct Fuzz {
 impl Fuzz {
     fn start(test: &str) -> Self {
         let runtime = Runtime::new().expect("a runtime");
-        let stack = runtime.block_on(Stack::start(test));
+        // Processes, so that a crash shows as one.
+        let stack = runtime.block_on(
+            Stack::builder(test)
+                .backends(Run::Process)
+                .gateway(Run::Process)
+                .start(),
+        );
         Self {
             runtime,
             stack: Some(stack),
@@ -115,14 +119,14 @@ impl Fuzz {
         }
         let mut stack = self.stack.take().expect("running");
         self.runtime.block_on(async {
-            for (what, process) in [
-                ("gateway", &mut stack.gateway),
-                ("trips", &mut stack.trips),
+            for (what, running) in [
+                ("gateway", &mut stack.gateway.running),
+                ("trips", &mut stack.trips[0]),
                 ("airports", &mut stack.airports),
             ] {
-                assert!(!process.has_exited(), "{what} crashed");
+                assert!(!running.process().has_exited(), "{what} crashed");
             }
-            stack.wait_healthy().await;
+            stack.wait_healthy(Duration::from_secs(30)).await;
             drop(stack);
         });
     }

@@ -2,18 +2,15 @@
 //! generated tonic clients, deadlines, health, and reflection (v1 through
 //! tonic, v1alpha through the real grpcurl binary).
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use airbridge::airports::v1::airports_client::AirportsClient;
 use airbridge::airports::v1::{CreateAirportRequest, GetAirportRequest};
-use airbridge::testing::wait_for;
 use airbridge::trips::v1::trips_client::TripsClient;
 use airbridge::trips::v1::{CreateTripRequest, GetTripRequest, PingRequest};
 use futures_util::StreamExt;
-use support::{Stack, tool};
+use testkit::{Run, Stack, tool, wait_for};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_health::pb::HealthCheckRequest;
@@ -25,7 +22,7 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 async fn channel(stack: &Stack) -> Channel {
-    Channel::from_shared(format!("http://{}", stack.grpc))
+    Channel::from_shared(format!("http://{}", stack.gateway.grpc))
         .unwrap()
         .connect()
         .await
@@ -120,10 +117,13 @@ async fn every_method_through_generated_clients() {
 
 #[tokio::test]
 async fn the_callers_deadline_reaches_the_backend() {
-    let stack = Stack::start("grpc-deadline").await;
+    let mut stack = Stack::builder("grpc-deadline")
+        .backends(Run::Process)
+        .start()
+        .await;
     let mut trips = TripsClient::new(channel(&stack).await);
 
-    stack.trips.signal("STOP");
+    stack.trips().process().signal("STOP");
     let mut request = Request::new(CreateTripRequest {
         airport_from: "EZE".into(),
         airport_to: "LATE".into(),
@@ -140,7 +140,7 @@ async fn the_callers_deadline_reaches_the_backend() {
         "{:?}",
         started.elapsed()
     );
-    stack.trips.signal("CONT");
+    stack.trips().process().signal("CONT");
 
     // The stale request reaches trips after its deadline and is dropped, not
     // stored; the next request goes through.
@@ -244,7 +244,7 @@ fn grpcurl(stack: &Stack, args: &[&str]) -> String {
 #[tokio::test]
 async fn grpcurl_lists_describes_and_calls() {
     let stack = Stack::start("grpc-grpcurl").await;
-    let addr = stack.grpc.as_str();
+    let addr = stack.gateway.grpc.as_str();
 
     let list = grpcurl(&stack, &[addr, "list"]);
     for service in [

@@ -1,13 +1,10 @@
 //! The REST API through the real gateway, backends, RabbitMQ and Redis:
 //! every route byte for byte, and every error mapping.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use airbridge::testing::{unique_namespace, wait_for};
 use reqwest::StatusCode;
-use support::{Stack, spawn_gateway};
+use testkit::{Gateway, Namespace, Run, Stack, wait_for};
 
 async fn text(response: reqwest::Response) -> (StatusCode, String, String) {
     let status = response.status();
@@ -211,10 +208,14 @@ async fn idempotency_key_makes_retries_create_once() {
 
 #[tokio::test]
 async fn a_backend_down_is_503_and_a_stalled_one_is_504() {
-    let mut stack = Stack::start_with("rest-faults", &[("RPC_TIMEOUT_MS", "700".into())]).await;
+    let mut stack = Stack::builder("rest-faults")
+        .backends(Run::Process)
+        .gateway_env("RPC_TIMEOUT_MS", "700")
+        .start()
+        .await;
 
     // Stalled: the process is there (its consumer too) but does not answer.
-    stack.trips.signal("STOP");
+    stack.trips().process().signal("STOP");
     let started = Instant::now();
     let (status, _, body) = text(stack.get("/trip-ping").await.unwrap()).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
@@ -231,11 +232,11 @@ async fn a_backend_down_is_503_and_a_stalled_one_is_504() {
     )
     .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-    stack.trips.signal("CONT");
+    stack.trips().process().signal("CONT");
 
     // Gone: the call fails fast instead of waiting for the deadline.
-    stack.trips.signal("KILL");
-    stack.trips.wait(Duration::from_secs(5)).await;
+    stack.trips().process().signal("KILL");
+    stack.trips().process().wait(Duration::from_secs(5)).await;
     let (status, _, body) = wait_for("503 for trips", Duration::from_secs(10), || async {
         let answer = text(stack.get("/trip-ping").await.ok()?).await;
         (answer.0 == StatusCode::SERVICE_UNAVAILABLE).then_some(answer)
@@ -271,12 +272,28 @@ async fn a_backend_down_is_503_and_a_stalled_one_is_504() {
 
 #[tokio::test]
 async fn broker_unreachable_is_503() {
-    // A gateway whose broker is not there at all.
-    let dead_broker = format!(
-        "amqp://guest:guest@127.0.0.1:{}/%2f",
-        airbridge::testing::free_port()
-    );
-    let (_gateway, http, _) = spawn_gateway(&unique_namespace("rest-no-broker"), &dead_broker, &[]);
+    // A gateway whose broker is not there at all: a port that closes every
+    // connection it accepts.
+    let dead_broker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead_broker.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for connection in dead_broker.incoming() {
+            drop(connection);
+        }
+    });
+    let namespace = Namespace::new("rest-no-broker");
+    let gateway = Gateway::start(
+        Run::InProcess,
+        &[
+            (
+                "AMQP_URL",
+                format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            ),
+            ("AMQP_NAMESPACE", namespace.name().to_owned()),
+        ],
+    )
+    .await;
+    let http = &gateway.http;
     let client = reqwest::Client::new();
     let health = wait_for("the gateway to listen", Duration::from_secs(10), || async {
         client.get(format!("{http}/health")).send().await.ok()
@@ -307,7 +324,12 @@ async fn broker_unreachable_is_503() {
 
 #[tokio::test]
 async fn openapi_and_metrics_describe_what_is_served() {
-    let stack = Stack::start("rest-docs").await;
+    // The metrics registry is the process's: a gateway process of its own
+    // counts only this test's requests.
+    let stack = Stack::builder("rest-docs")
+        .gateway(Run::Process)
+        .start()
+        .await;
     let doc: serde_json::Value = stack
         .get("/openapi.json")
         .await
@@ -347,7 +369,10 @@ async fn openapi_and_metrics_describe_what_is_served() {
 
 #[tokio::test]
 async fn sigterm_drains_the_gateway() {
-    let mut stack = Stack::start("rest-drain").await;
+    let mut stack = Stack::builder("rest-drain")
+        .gateway(Run::Process)
+        .start()
+        .await;
     // Calls in flight when the signal comes are answered.
     let calls: Vec<_> = (0..20)
         .map(|i| {
@@ -365,8 +390,9 @@ async fn sigterm_drains_the_gateway() {
             })
         })
         .collect();
-    stack.gateway.signal("TERM");
-    assert_eq!(stack.gateway.wait(Duration::from_secs(10)).await, Some(0));
+    let gateway = stack.gateway.running.process();
+    gateway.signal("TERM");
+    assert_eq!(gateway.wait(Duration::from_secs(10)).await, Some(0));
     let mut answered = 0;
     for call in calls {
         // A call either got its answer or found the door closed; none hangs.

@@ -73,7 +73,10 @@ impl Namespace {
 
     /// The environment that points a child process at this namespace.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("AMQP_URL", amqp_url()), ("AMQP_NAMESPACE", self.name.clone())]
+        vec![
+            ("AMQP_URL", amqp_url()),
+            ("AMQP_NAMESPACE", self.name.clone()),
+        ]
     }
 
     /// A queue name under this namespace, deleted with it.
@@ -187,4 +190,21 @@ pub async fn broker_objects(prefix: &str) -> Vec<String> {
         );
     }
     found
+}
+
+/// How many messages wait in `queue` (a passive declare; panics when the
+/// queue does not exist).
+pub async fn message_count(channel: &lapin::Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{queue} exists: {err}"))
+        .message_count()
 }

@@ -16,7 +16,9 @@ mod stack;
 mod tools;
 mod wait;
 
-pub use crate::broker::{Namespace, amqp_url, broker_objects, rabbitmqctl, rabbitmqctl_command};
+pub use crate::broker::{
+    Namespace, amqp_url, broker_objects, message_count, rabbitmqctl, rabbitmqctl_command,
+};
 pub use crate::process::{Process, binary, log_filter};
 pub use crate::redis::RedisServer;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};

@@ -37,7 +37,8 @@ impl RedisServer {
         format!("redis+unix://{}", self.socket().display())
     }
 
-    fn socket(&self) -> PathBuf {
+    /// The Unix socket it listens on (`redis-cli -s`).
+    pub fn socket(&self) -> PathBuf {
         self.dir.join("redis.sock")
     }
 
@@ -59,7 +60,14 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "yes"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -91,7 +99,10 @@ impl RedisServer {
 
     /// How many keys match `pattern` (`KEYS`, fine for a test's small data).
     pub async fn count_keys(&self, pattern: &str) -> usize {
-        let reply = self.command(&["KEYS", pattern]).await.expect("redis answers");
+        let reply = self
+            .command(&["KEYS", pattern])
+            .await
+            .expect("redis answers");
         reply
             .strip_prefix('*')
             .and_then(|rest| rest.split("\r\n").next())

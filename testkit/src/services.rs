@@ -98,7 +98,9 @@ impl Running {
     pub fn process(&mut self) -> &mut Process {
         match self {
             Running::Process(process) => process,
-            Running::InProcess(_) => panic!("start this service with Run::Process to reach its process"),
+            Running::InProcess(_) => {
+                panic!("start this service with Run::Process to reach its process")
+            }
         }
     }
 
@@ -153,12 +155,11 @@ impl Gateway {
     ) -> Self {
         let (running, http_addr, grpc_addr) = match run {
             Run::InProcess => {
-                let (http, grpc) = tokio::try_join!(
-                    TcpListener::bind(http_addr),
-                    TcpListener::bind(grpc_addr)
-                )
-                .expect("cannot bind the gateway's listeners");
-                let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
+                let (http, grpc) =
+                    tokio::try_join!(TcpListener::bind(http_addr), TcpListener::bind(grpc_addr))
+                        .expect("cannot bind the gateway's listeners");
+                let (http_addr, grpc_addr) =
+                    (http.local_addr().unwrap(), grpc.local_addr().unwrap());
                 let config = GatewayConfig::from_env(&Env::from_pairs(env.iter().cloned()))
                     .expect("a valid gateway configuration");
                 let task = Task::spawn(|stop| async move {
@@ -169,12 +170,17 @@ impl Gateway {
                 (Running::InProcess(task), http_addr, grpc_addr)
             }
             Run::Process => {
+                // Whatever the filter, the line saying where it listens.
+                let filter = env
+                    .iter()
+                    .find(|(name, _)| *name == "RUST_LOG")
+                    .map_or_else(log_filter, |(_, filter)| filter.clone());
                 let mut env = env.to_vec();
                 env.extend([
                     ("HTTP_ADDR", http_addr.to_string()),
                     ("GRPC_ADDR", grpc_addr.to_string()),
                     ("LOG_FORMAT", "json".into()),
-                    ("RUST_LOG", format!("{},gateway=info", log_filter())),
+                    ("RUST_LOG", format!("{filter},gateway=info")),
                 ]);
                 let mut process =
                     Process::spawn_with(&binary("gateway"), &[], &env, Stdio::piped());

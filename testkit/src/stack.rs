@@ -20,6 +20,7 @@ pub struct StackBuilder {
     gateway: Run,
     trips_replicas: usize,
     gateway_env: Vec<(&'static str, String)>,
+    log_filter: Option<String>,
 }
 
 impl StackBuilder {
@@ -47,20 +48,33 @@ impl StackBuilder {
         self
     }
 
+    /// The services' `RUST_LOG` (default: `testkit::log_filter()`).
+    pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
+        self.log_filter = Some(filter.into());
+        self
+    }
+
     /// Starts everything and waits until the gateway reports both backends up.
     pub async fn start(self) -> Stack {
         let namespace = Namespace::new(&self.test);
-        let (trips_redis, airports_redis) = tokio::join!(RedisServer::start(), RedisServer::start());
+        let (trips_redis, airports_redis) =
+            tokio::join!(RedisServer::start(), RedisServer::start());
+        let mut common_env = namespace.env();
+        common_env.extend(self.log_filter.map(|filter| ("RUST_LOG", filter)));
         let backend_env = |redis: &RedisServer| {
-            let mut env = namespace.env();
+            let mut env = common_env.clone();
             env.push(("REDIS_URL", redis.url()));
             env
         };
         let trips = (0..self.trips_replicas)
             .map(|_| Running::backend(Backend::Trips, self.backends, &backend_env(&trips_redis)))
             .collect();
-        let airports = Running::backend(Backend::Airports, self.backends, &backend_env(&airports_redis));
-        let mut gateway_env = namespace.env();
+        let airports = Running::backend(
+            Backend::Airports,
+            self.backends,
+            &backend_env(&airports_redis),
+        );
+        let mut gateway_env = common_env.clone();
         gateway_env.extend(self.gateway_env);
         let gateway = Gateway::start(self.gateway, &gateway_env).await;
         let stack = Stack {
@@ -102,6 +116,7 @@ impl Stack {
             gateway: Run::InProcess,
             trips_replicas: 1,
             gateway_env: Vec::new(),
+            log_filter: None,
         }
     }
 

@@ -1,41 +1,43 @@
-//! The trips binary against a real RabbitMQ and a real Redis of its own.
+//! The trips binary against a real RabbitMQ and a real Redis of its own:
+//! replicas, signals and exit codes are what a process shows.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 use airbridge::rpc::{IDEMPOTENCY_KEY, RpcClient};
-use airbridge::testing::{
-    Process, RedisServer, backend_env, rpc_config, unique_namespace, wait_for,
-};
 use airbridge::trips::v1::trips_amqp::TripsAmqpClient;
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{CreateTripRequest, GetTripRequest, PingRequest};
 use futures_util::StreamExt;
+use testkit::{Namespace, Process, RedisServer, wait_for};
 use tonic::{Code, Request, Status};
 
 /// Matches trip records, not the remembered request ids beside them.
 const TRIP_KEYS: &str = "trip:????????????????????????????????";
 
 struct Setup {
-    namespace: String,
-    redis: RedisServer,
     client: TripsAmqpClient,
+    redis: RedisServer,
+    namespace: Namespace,
 }
 
 impl Setup {
     async fn new(test: &str) -> Self {
-        let namespace = unique_namespace(test);
-        let client = TripsAmqpClient::new(RpcClient::new(rpc_config(&namespace)));
+        let namespace = Namespace::new(test);
+        let client = TripsAmqpClient::new(RpcClient::new(namespace.rpc_config()));
         Self {
-            namespace,
-            redis: RedisServer::start().await,
             client,
+            redis: RedisServer::start().await,
+            namespace,
         }
     }
 
     /// Starts one replica and waits until it answers.
     async fn replica(&self) -> Process {
-        let process = Process::spawn("trips", &backend_env(&self.namespace, &self.redis.url()));
+        let mut env = self.namespace.env();
+        env.push(("REDIS_URL", self.redis.url()));
+        let process = Process::spawn(Path::new(env!("CARGO_BIN_EXE_trips")), &env);
         self.wait_until_served().await;
         process
     }
@@ -82,7 +84,8 @@ async fn trips_round_trip_and_are_stored_readably() {
     let stored = setup
         .redis
         .command(&["HGETALL", &format!("trip:{id}")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         stored,
         "*4\r\n$4\r\nfrom\r\n$3\r\nEZE\r\n$2\r\nto\r\n$3\r\nCPC\r\n"
