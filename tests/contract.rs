@@ -9,8 +9,10 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use testkit::{tool, workspace};
 
 /// The released contract, written by `make proto-baseline`.
 const BASELINE: &str = "proto-baseline.txtpb";
@@ -25,31 +27,10 @@ struct Edit {
     new: &'static str,
 }
 
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The buf CLI: from the project's `.venv`, else from PATH.
-fn buf() -> PathBuf {
-    let local = workspace().join(".venv/bin/buf");
-    if local.is_file() {
-        return local;
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("buf"))
-                .find(|path| path.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!("buf is not installed: run `make venv` (make test does) or put buf on PATH")
-        })
-}
-
 /// Runs buf with `args` in `dir` (where its `buf.yaml` is); returns whether it
 /// succeeded and everything it printed.
 fn run_buf(dir: &Path, args: &[&str]) -> (bool, String) {
-    let buf = buf();
+    let buf = tool("buf");
     let output = Command::new(&buf)
         .args(args)
         .current_dir(dir)
@@ -135,7 +116,7 @@ fn assert_breaks(edits: &[Edit], expected: &[&str]) {
 
 #[test]
 fn proto_passes_lint_format_and_the_breaking_check_against_the_baseline() {
-    assert_all_checks_pass(workspace());
+    assert_all_checks_pass(&workspace());
 }
 
 #[test]
