@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use airbridge::config::{BackendConfig, Env, FromEnv};
@@ -58,12 +59,24 @@ pub struct Task {
 }
 
 impl Task {
+    /// Runs `serve` on the services' own runtime (not the test's), so a test
+    /// that blocks its thread on a tool (grpcurl, schemathesis, a Python
+    /// client) still gets its answers.
     fn spawn<F>(serve: impl FnOnce(CancellationToken) -> F) -> Self
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        let runtime = RUNTIME.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("testkit-services")
+                .enable_all()
+                .build()
+                .expect("cannot start the services' runtime")
+        });
         let stop = CancellationToken::new();
-        let handle = tokio::spawn(serve(stop.clone()));
+        let handle = runtime.spawn(serve(stop.clone()));
         Self { stop, handle }
     }
 }
@@ -155,14 +168,21 @@ impl Gateway {
     ) -> Self {
         let (running, http_addr, grpc_addr) = match run {
             Run::InProcess => {
-                let (http, grpc) =
-                    tokio::try_join!(TcpListener::bind(http_addr), TcpListener::bind(grpc_addr))
+                // Bound here, registered with the services' runtime there.
+                let bind = |addr| {
+                    let listener = std::net::TcpListener::bind(addr)
                         .expect("cannot bind the gateway's listeners");
+                    listener.set_nonblocking(true).unwrap();
+                    listener
+                };
+                let (http, grpc) = (bind(http_addr), bind(grpc_addr));
                 let (http_addr, grpc_addr) =
                     (http.local_addr().unwrap(), grpc.local_addr().unwrap());
                 let config = GatewayConfig::from_env(&Env::from_pairs(env.iter().cloned()))
                     .expect("a valid gateway configuration");
                 let task = Task::spawn(|stop| async move {
+                    let http = TcpListener::from_std(http).unwrap();
+                    let grpc = TcpListener::from_std(grpc).unwrap();
                     gateway::serve(config, http, grpc, stop.cancelled_owned())
                         .await
                         .expect("the gateway failed");
