@@ -1,0 +1,87 @@
+//! Poison on the wire: raw AMQP messages put straight onto the trips queue of
+//! a real `trips` binary (its own Redis and namespace) — random bytes, wrong
+//! content types, unknown methods, no or odd `reply_to`, oversized bodies,
+//! expired messages, protobuf of the wrong message type. Whatever comes in,
+//! the service must not crash, must dead-letter what it cannot handle (once:
+//! never redelivered in a loop), must answer what it can, and must create no
+//! record.
+//!
+//! Every message is predicted from the protocol (docs/amqp-rpc.md): rejected
+//! (dead-lettered, with an error reply when there is a `reply_to`), dropped
+//! (its deadline passed: acknowledged, unanswered) or handled (answered,
+//! acknowledged). A message with a short `expiration` may instead expire in
+//! the queue, which dead-letters it too. The dead-letter queue is then read
+//! and compared with the predictions message by message.
+//!
+//! `message` is a poison message and its predicted fate, `cases` makes them,
+//! `observe` runs trips and watches the broker, `checks` judges what it saw.
+
+mod cases;
+mod checks;
+mod message;
+mod observe;
+
+use crate::checks::{Outcome, Tally};
+use crate::message::Poison;
+use crate::observe::{Probe, Served};
+
+const SERVICE: &str = "trips.v1.Trips";
+/// The inputs the generated test tries.
+const CASES: usize = 256;
+
+/// Publishes `cases` onto the trips queue and checks every one of them.
+/// Returns how many met each outcome.
+async fn run(test: &str, cases: &[Poison]) -> Tally {
+    let mut served = Served::start(test).await;
+    let queue = served.config.topology.queue(SERVICE);
+    let dead_letters = served.config.topology.dead_letter_queue(SERVICE);
+    let probe = Probe::open(&served.config.url).await;
+
+    probe.publish(&queue, cases).await;
+    checks::every_certain_outcome_shows(cases, &probe, &dead_letters).await;
+    checks::still_serving(&mut served).await;
+    checks::stops_cleanly(&mut served.trips, &probe, &queue).await;
+    let dead = probe.dead_letters(&dead_letters).await;
+    let tally = checks::tally(cases, &dead, &probe.replies());
+    probe.close().await;
+    tally
+}
+
+#[tokio::test]
+async fn generated_poison_is_dead_lettered_once_and_creates_nothing() {
+    let cases = cases::generated(CASES);
+    let tally = run("poison-generated", &cases).await;
+    checks::report("generated poison", cases.len(), &tally);
+    assert!(
+        tally.get(&Outcome::DeadLettered).copied().unwrap_or(0) > CASES / 4,
+        "the generator should mostly make poison: {tally:?}"
+    );
+    assert!(tally.contains_key(&Outcome::Handled), "{tally:?}");
+    assert!(tally.contains_key(&Outcome::Dropped), "{tally:?}");
+}
+
+#[tokio::test]
+async fn oversized_expired_and_misaddressed_messages() {
+    let cases = cases::oversized_expired_and_misaddressed();
+    for poison in &cases {
+        assert!(!poison.would_store(), "{poison:?}");
+    }
+    let tally = run("poison-fixed", &cases).await;
+    checks::report("oversized, expired, misaddressed", cases.len(), &tally);
+}
+
+/// A request whose `reply_to` is a forged direct reply-to address
+/// (`amq.rabbitmq.reply-to.<a>.<b>` that the broker did not issue) makes
+/// RabbitMQ 3.10 crash the channel that publishes the reply
+/// (`rabbit_direct_reply_to:decode_reply_to_v2`, function_clause or badarg),
+/// which closes the server's whole connection with INTERNAL_ERROR before the
+/// request is settled. The broker redelivers it, and the next connection dies
+/// the same way. The server counts such returns and dead-letters a request
+/// that came back after `MAX_REDELIVERIES` lost connections, so the loop
+/// ends after a few crashes instead of never.
+#[tokio::test]
+async fn forged_direct_reply_to_addresses_do_not_loop() {
+    let cases = cases::forged_direct_reply_to();
+    let tally = run("poison-forged-reply-to", &cases).await;
+    checks::report("forged direct reply-to", cases.len(), &tally);
+}
