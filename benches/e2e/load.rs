@@ -431,9 +431,13 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// The pid of the local RabbitMQ node (Erlang's `beam.smp`), if it runs here.
 pub fn broker_pid() -> Option<u32> {
+    // Only our own PID namespace: a RabbitMQ in a container (the Compose
+    // stack) shows in /proc too, and is not the broker under test.
+    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
     std::fs::read_dir("/proc").ok()?.find_map(|entry| {
         let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "beam.smp").then_some(pid)
+        let namespace = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+        (comm.trim() == "beam.smp" && namespace == ours).then_some(pid)
     })
 }
