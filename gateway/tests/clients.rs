@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use testkit::{Stack, tool, workspace};
+use testkit::{Stack, python_client, tool, workspace};
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_wrong_with_the_openapi_document() {
@@ -37,24 +37,9 @@ async fn schemathesis_finds_nothing_wrong_with_the_openapi_document() {
 #[tokio::test]
 async fn the_generated_python_client_creates_and_reads() {
     let stack = Stack::start("clients-python").await;
-    let root = workspace();
-    let make = Command::new("make")
-        .arg("-C")
-        .arg(&root)
-        .arg("clients")
-        .output()
-        .expect("make runs");
-    assert!(
-        make.status.success(),
-        "make clients failed:\n{}{}",
-        String::from_utf8_lossy(&make.stdout),
-        String::from_utf8_lossy(&make.stderr)
-    );
-
-    let run = Command::new(tool("python"))
-        .arg(root.join("gateway/tests/python/roundtrip.py"))
+    let run = python_client()
+        .arg(workspace().join("gateway/tests/python/roundtrip.py"))
         .arg(&stack.gateway.grpc)
-        .env("PYTHONPATH", root.join("clients/python"))
         .output()
         .expect("python runs");
     assert!(
