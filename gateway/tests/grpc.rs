@@ -131,10 +131,7 @@ async fn the_callers_deadline_reaches_the_backend() {
     request.set_timeout(Duration::from_millis(300));
     let started = Instant::now();
     let status = trips.create(request).await.unwrap_err();
-    assert!(
-        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
-        "{status}"
-    );
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
