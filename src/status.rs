@@ -20,6 +20,7 @@ impl From<StoreError> for Status {
         match err {
             StoreError::Unavailable(_) => Status::unavailable(message),
             StoreError::Failed(_) => Status::internal(message),
+            StoreError::KeyReused => Status::failed_precondition(message),
         }
     }
 }
@@ -39,5 +40,11 @@ mod tests {
         let status = Status::from(StoreError::Failed("WRONGTYPE".into()));
         assert_eq!(status.code(), tonic::Code::Internal);
         assert_eq!(status.message(), "the store failed: WRONGTYPE");
+        let status = Status::from(StoreError::KeyReused);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "this idempotency key was already used with a different request"
+        );
     }
 }

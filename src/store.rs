@@ -5,10 +5,14 @@
 //! UUIDv4 as 32 lowercase hex characters.
 //!
 //! Creating is idempotent per request: the request's AMQP `message_id` is
-//! remembered for a day under `<kind>:request:<message_id>`, and one Lua
-//! script checks it, writes the hash and remembers the id atomically. A
+//! remembered for a day under `<kind>:request:<message_id>`, with the id it
+//! created and a fingerprint of its fields (`<id> <sha1 hex>`), and one Lua
+//! script checks it, writes the hash and remembers both atomically. A
 //! redelivered request therefore gets the id of the first delivery and leaves
-//! exactly one record.
+//! exactly one record. A caller chooses the `message_id` with an
+//! idempotency key; the same key with other fields is refused
+//! ([`StoreError::KeyReused`]), as the IETF Idempotency-Key draft asks,
+//! rather than answered with the id of a different record.
 //!
 //! Errors are the store's own [`StoreError`]; `status.rs` turns them into gRPC
 //! statuses where a service answers its caller.
@@ -29,14 +33,31 @@ const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
 /// Longest wait for a Redis connection or reply before answering UNAVAILABLE.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
+// KEYS: the request's key, the new record's key. ARGV: the new id, the TTL,
+// then the record's fields and values. Answers {id, outcome}. The
+// fingerprint length-prefixes each field and value, so no two different
+// records share its input. A request remembered before fingerprints were
+// (a bare id) counts as the same request.
 const CREATE_ONCE: &str = r"
+local parts = {}
+for i = 3, #ARGV do
+  parts[#parts + 1] = #ARGV[i] .. ':' .. ARGV[i]
+end
+local fingerprint = redis.sha1hex(table.concat(parts))
 local existing = redis.call('GET', KEYS[1])
 if existing then
-  return existing
+  local id, seen = string.match(existing, '^(%x+) (%x+)$')
+  if not id then
+    return {existing, 'same'}
+  end
+  if seen == fingerprint then
+    return {id, 'same'}
+  end
+  return {id, 'other'}
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return ARGV[1]
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. fingerprint, 'EX', ARGV[2])
+return {ARGV[1], 'new'}
 ";
 
 /// Why a store call failed; its `Display` is the message callers see.
@@ -50,6 +71,10 @@ pub enum StoreError {
     /// not help.
     #[error("the store failed: {0}")]
     Failed(String),
+    /// The request's idempotency key was used before by a request with other
+    /// fields; nothing was stored.
+    #[error("this idempotency key was already used with a different request")]
+    KeyReused,
 }
 
 /// The records of one kind in one Redis.
@@ -93,8 +118,10 @@ impl RecordStore {
     }
 
     /// Stores a new record and returns its id, once the write is acknowledged.
-    /// Calls with the same `message_id` (redeliveries of one request) get the
-    /// same id; without one, every call creates a record.
+    /// Calls with the same `message_id` and fields (redeliveries or retries
+    /// of one request) get the same id; the same `message_id` with other
+    /// fields is [`StoreError::KeyReused`]; without one, every call creates a
+    /// record.
     pub async fn create(
         &self,
         message_id: Option<&str>,
@@ -112,10 +139,17 @@ impl RecordStore {
         for (field, value) in fields {
             invocation.arg(*field).arg(*value);
         }
-        invocation
+        let (id, outcome): (String, String) = invocation
             .invoke_async(&mut connection)
             .await
-            .map_err(|err| self.failed(err))
+            .map_err(|err| self.failed(err))?;
+        match outcome.as_str() {
+            "new" | "same" => Ok(id),
+            "other" => Err(StoreError::KeyReused),
+            other => Err(StoreError::Failed(format!(
+                "unexpected answer {other:?} from the create script"
+            ))),
+        }
     }
 
     /// The fields of record `id`, or `None` when there is no such record.

@@ -5,8 +5,11 @@
 //! [`serve`] is the whole server, on listeners the caller binds: the binary
 //! binds `HTTP_ADDR` and `GRPC_ADDR`, tests bind port 0. When `shutdown`
 //! completes it stops accepting, answers what is in flight, and returns.
+//! Both ports hold their connections as `conn` says (limits for careless
+//! and hostile clients).
 
 mod config;
+mod conn;
 mod grpc;
 mod health;
 mod healthcheck;
@@ -22,18 +25,17 @@ use airbridge::trips::v1::trips_amqp::TripsAmqpClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::{DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, GatewayConfig};
+pub use crate::config::{
+    ConnLimits, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, GatewayConfig, WebOrigins,
+};
 pub use crate::healthcheck::run as healthcheck;
 
 /// Why the gateway stopped other than by `shutdown`.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The REST server failed.
-    #[error("REST server failed: {0}")]
-    Rest(#[from] std::io::Error),
-    /// The gRPC server failed.
-    #[error("gRPC server failed: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    /// A listener cannot say where it listens.
+    #[error("listener failed: {0}")]
+    Listener(#[from] std::io::Error),
 }
 
 /// The backends, as the REST handlers and the gRPC services call them.
@@ -79,13 +81,26 @@ pub async fn serve(
             stop.cancel();
         }
     });
-    let rest = axum::serve(http, rest::router(backends.clone(), metrics::handle()))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let grpc = grpc::serve(grpc, backends, stop.cancelled_owned());
-    let (rest, grpc) = tokio::join!(rest, grpc);
+    let connections = conn::Connections::new(config.limits.clone());
+    let rest = connections.serve(
+        http,
+        rest::router(
+            backends.clone(),
+            metrics::handle(),
+            config.limits.body_timeout,
+        ),
+        Some(rest::refusal()),
+        stop.clone(),
+    );
+    let grpc = grpc::serve(
+        grpc,
+        backends,
+        connections.clone(),
+        &config.grpc_web_origins,
+        stop,
+    );
+    tokio::join!(rest, grpc);
     rpc.close().await;
-    rest?;
-    grpc?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! What users generate from our contracts works against the real system: the
-//! OpenAPI document survives schemathesis, and the Python client `make
-//! clients` generates from proto/ creates and reads through gRPC.
+//! OpenAPI document survives schemathesis, the Python client `make clients`
+//! generates from proto/ creates and reads through gRPC, and so does the Rust
+//! client example (`examples/client`).
 
 use std::process::Command;
 
-use testkit::{Stack, tool, workspace};
+use testkit::{Stack, example, python_client, tool, workspace};
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_wrong_with_the_openapi_document() {
@@ -37,24 +38,9 @@ async fn schemathesis_finds_nothing_wrong_with_the_openapi_document() {
 #[tokio::test]
 async fn the_generated_python_client_creates_and_reads() {
     let stack = Stack::start("clients-python").await;
-    let root = workspace();
-    let make = Command::new("make")
-        .arg("-C")
-        .arg(&root)
-        .arg("clients")
-        .output()
-        .expect("make runs");
-    assert!(
-        make.status.success(),
-        "make clients failed:\n{}{}",
-        String::from_utf8_lossy(&make.stdout),
-        String::from_utf8_lossy(&make.stderr)
-    );
-
-    let run = Command::new(tool("python"))
-        .arg(root.join("gateway/tests/python/roundtrip.py"))
+    let run = python_client()
+        .arg(workspace().join("gateway/tests/python/roundtrip.py"))
         .arg(&stack.gateway.grpc)
-        .env("PYTHONPATH", root.join("clients/python"))
         .output()
         .expect("python runs");
     assert!(
@@ -81,4 +67,20 @@ async fn the_generated_python_client_creates_and_reads() {
         .await
         .unwrap();
     assert_eq!(airport, r#"{"airport": "Ezeiza"}"#);
+}
+
+#[tokio::test]
+async fn the_rust_client_example_creates_and_reads() {
+    let stack = Stack::start("clients-rust").await;
+    let run = Command::new(example("client"))
+        .arg(format!("http://{}", stack.gateway.grpc))
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the example failed: {stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("airport ") && stdout.contains(": EZE -> CPC"), "{stdout}");
 }

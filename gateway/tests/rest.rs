@@ -197,6 +197,26 @@ async fn idempotency_key_makes_retries_create_once() {
     let first = create().await.unwrap().text().await.unwrap();
     let again = create().await.unwrap().text().await.unwrap();
     assert_eq!(first, again);
+
+    // The same key with another body is refused, as the IETF
+    // Idempotency-Key draft says, and stores nothing.
+    let (status, _, body) = text(
+        stack
+            .client
+            .post(stack.url("/trip"))
+            .header("idempotency-key", "order-42")
+            .body(r#"{"airport_from": "X", "airport_to": "CPC"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body,
+        r#"{"error": "this idempotency key was already used with a different request"}"#
+    );
+    assert_eq!(create().await.unwrap().text().await.unwrap(), first);
     assert_eq!(
         stack
             .trips_redis

@@ -9,6 +9,7 @@
 //! and hopes. Nothing here is compiled into the services themselves.
 
 mod broker;
+mod fuzz;
 mod process;
 mod redis;
 mod services;
@@ -19,9 +20,10 @@ mod wait;
 pub use crate::broker::{
     Namespace, amqp_url, broker_objects, message_count, rabbitmqctl, rabbitmqctl_command,
 };
-pub use crate::process::{Process, binary, log_filter};
+pub use crate::fuzz::fuzz_cases;
+pub use crate::process::{Process, binary, example, log_filter};
 pub use crate::redis::RedisServer;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};
 pub use crate::stack::{HEALTHY, Stack, StackBuilder};
-pub use crate::tools::{tool, workspace};
+pub use crate::tools::{python_client, tool, workspace};
 pub use crate::wait::wait_for;

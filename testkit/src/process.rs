@@ -15,21 +15,35 @@ use tokio::process::{Child, ChildStderr, Command};
 /// owns a binary pass `env!("CARGO_BIN_EXE_<name>")` to [`Process::spawn`]
 /// instead.
 pub fn binary(name: &str) -> PathBuf {
+    built(name, |build| build.package(name).bin(name))
+}
+
+/// The path of the root package's example `name` (`examples/<name>`), built
+/// likewise.
+pub fn example(name: &str) -> PathBuf {
+    built(&format!("example {name}"), |build| {
+        build.package("airbridge").example(name)
+    })
+}
+
+/// What `target` makes Cargo build, once per test process.
+fn built(
+    what: &str,
+    target: impl FnOnce(escargot::CargoBuild) -> escargot::CargoBuild,
+) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Mutex::default).lock().expect("poisoned");
-    if let Some(path) = built.get(name) {
+    if let Some(path) = built.get(what) {
         return path.clone();
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let run = escargot::CargoBuild::new()
-        .manifest_path(manifest)
-        .package(name)
-        .bin(name)
+    let build = escargot::CargoBuild::new().manifest_path(manifest);
+    let run = target(build)
         .current_release()
         .run()
-        .unwrap_or_else(|err| panic!("cannot build {name}: {err}"));
+        .unwrap_or_else(|err| panic!("cannot build {what}: {err}"));
     let path = run.path().to_owned();
-    built.insert(name.to_owned(), path.clone());
+    built.insert(what.to_owned(), path.clone());
     path
 }
 

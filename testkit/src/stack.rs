@@ -61,18 +61,19 @@ impl StackBuilder {
             tokio::join!(RedisServer::start(), RedisServer::start());
         let mut common_env = namespace.env();
         common_env.extend(self.log_filter.map(|filter| ("RUST_LOG", filter)));
-        let backend_env = |redis: &RedisServer| {
-            let mut env = common_env.clone();
-            env.push(("REDIS_URL", redis.url()));
-            env
-        };
         let trips = (0..self.trips_replicas)
-            .map(|_| Running::backend(Backend::Trips, self.backends, &backend_env(&trips_redis)))
+            .map(|_| {
+                Running::backend(
+                    Backend::Trips,
+                    self.backends,
+                    &backend_env(&common_env, &trips_redis),
+                )
+            })
             .collect();
         let airports = Running::backend(
             Backend::Airports,
             self.backends,
-            &backend_env(&airports_redis),
+            &backend_env(&common_env, &airports_redis),
         );
         let mut gateway_env = common_env.clone();
         gateway_env.extend(self.gateway_env);
@@ -80,6 +81,8 @@ impl StackBuilder {
         let stack = Stack {
             gateway,
             gateway_env,
+            common_env,
+            backends: self.backends,
             trips,
             airports,
             trips_redis,
@@ -97,6 +100,10 @@ impl StackBuilder {
 pub struct Stack {
     pub gateway: Gateway,
     gateway_env: Vec<(&'static str, String)>,
+    /// What every service's environment starts with.
+    common_env: Vec<(&'static str, String)>,
+    /// How the backends run.
+    backends: Run,
     /// The trips replicas.
     pub trips: Vec<Running>,
     pub airports: Running,
@@ -139,6 +146,16 @@ impl Stack {
         self.gateway.restart(&self.gateway_env).await;
     }
 
+    /// Starts one more trips replica, as the stack started its own (push it
+    /// onto `trips` to have it stopped with the stack).
+    pub fn start_trips(&self) -> Running {
+        Running::backend(
+            Backend::Trips,
+            self.backends,
+            &backend_env(&self.common_env, &self.trips_redis),
+        )
+    }
+
     /// The first trips replica.
     pub fn trips(&mut self) -> &mut Running {
         &mut self.trips[0]
@@ -164,4 +181,14 @@ impl Stack {
             .await
             .expect("the gateway answers")
     }
+}
+
+/// A backend's environment: the common one and its Redis.
+fn backend_env(
+    common: &[(&'static str, String)],
+    redis: &RedisServer,
+) -> Vec<(&'static str, String)> {
+    let mut env = common.to_vec();
+    env.push(("REDIS_URL", redis.url()));
+    env
 }

@@ -2,6 +2,8 @@
 //! generated client's interpreter), from the project's `.venv`.
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Once;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -27,4 +29,28 @@ pub fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!("{name} is not installed: run `make venv` (make test does) or put it on PATH")
         })
+}
+
+/// The `.venv` Python with the client that `make clients` generates from
+/// proto/ on its path; generated once per test process.
+pub fn python_client() -> Command {
+    static GENERATED: Once = Once::new();
+    let root = workspace();
+    GENERATED.call_once(|| {
+        let make = Command::new("make")
+            .arg("-C")
+            .arg(&root)
+            .arg("clients")
+            .output()
+            .expect("make runs");
+        assert!(
+            make.status.success(),
+            "make clients failed:\n{}{}",
+            String::from_utf8_lossy(&make.stdout),
+            String::from_utf8_lossy(&make.stderr)
+        );
+    });
+    let mut python = Command::new(tool("python"));
+    python.env("PYTHONPATH", root.join("clients/python"));
+    python
 }

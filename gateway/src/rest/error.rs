@@ -1,8 +1,9 @@
 //! How a failed request is answered: always `{"error": "..."}`, with the
 //! status a client can act on. Backend statuses map to HTTP as:
-//! INVALID_ARGUMENT → 400, NOT_FOUND → 404, UNAVAILABLE (broker or backend
-//! down) → 503, DEADLINE_EXCEEDED → 504, RESOURCE_EXHAUSTED → 429, anything
-//! else → 502.
+//! INVALID_ARGUMENT → 400, NOT_FOUND → 404, FAILED_PRECONDITION (an
+//! `Idempotency-Key` reused with another request, per the IETF
+//! Idempotency-Key draft) → 422, UNAVAILABLE (broker or backend down) → 503,
+//! DEADLINE_EXCEEDED → 504, RESOURCE_EXHAUSTED → 429, anything else → 502.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,7 @@ impl From<tonic::Status> for ApiError {
         let code = match status.code() {
             Code::InvalidArgument => return ApiError::BadRequest(message),
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::FailedPrecondition => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded | Code::Cancelled => StatusCode::GATEWAY_TIMEOUT,
             Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,

@@ -15,7 +15,7 @@ use utoipa::OpenApi;
 use super::api::*;
 use super::error::{ApiError, ErrorBody};
 use super::{Rest, parse_body, plain_text, rpc_request, unless_not_found};
-use crate::health::BackendsUp;
+use crate::health::{BackendsUp, PROBE_TIMEOUT};
 use crate::json::PyJson;
 
 /// Liveness of the gateway itself.
@@ -74,11 +74,14 @@ pub(super) async fn airport_ping(
 }
 
 /// Creates an airport and answers its id as plain text. An `Idempotency-Key`
-/// header makes retries of one request create one airport.
+/// header makes retries of one request create one airport; the same key with
+/// another body is refused (422).
 #[utoipa::path(post, path = "/airport", request_body = NewAirport, responses(
     (status = 200, description = "The new airport's id (32 hex characters)", body = String, content_type = "text/plain"),
     (status = 400, description = "Malformed JSON, a missing or mistyped field, or an invalid name", body = ErrorBody),
+    (status = 408, description = "The body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
     (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+    (status = 422, description = "The Idempotency-Key was used before with another body", body = ErrorBody),
     (status = 503, description = "The broker or the airports service is unreachable", body = ErrorBody),
     (status = 504, description = "The airports service did not answer in time", body = ErrorBody),
 ))]
@@ -128,11 +131,14 @@ pub(super) async fn get_airport(
 }
 
 /// Creates a trip and answers its id as plain text. An `Idempotency-Key`
-/// header makes retries of one request create one trip.
+/// header makes retries of one request create one trip; the same key with
+/// another body is refused (422).
 #[utoipa::path(post, path = "/trip", request_body = NewTrip, responses(
     (status = 200, description = "The new trip's id (32 hex characters)", body = String, content_type = "text/plain"),
     (status = 400, description = "Malformed JSON, a missing or mistyped field, or an invalid airport", body = ErrorBody),
+    (status = 408, description = "The body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
     (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+    (status = 422, description = "The Idempotency-Key was used before with another body", body = ErrorBody),
     (status = 503, description = "The broker or the trips service is unreachable", body = ErrorBody),
     (status = 504, description = "The trips service did not answer in time", body = ErrorBody),
 ))]
@@ -196,7 +202,7 @@ pub(super) async fn get_trip(
 pub(super) async fn health(State(rest): State<Rest>) -> Response {
     let broker = rest.backends.rpc.connect().await.is_ok();
     let up = if broker {
-        BackendsUp::probe(&rest.backends).await
+        BackendsUp::probe(&rest.backends, PROBE_TIMEOUT).await
     } else {
         BackendsUp {
             trips: false,

@@ -3,12 +3,16 @@
 //!
 //! Client mistakes are 4xx with a JSON `{"error": "..."}` body, never a 500:
 //! malformed JSON, wrong types or missing fields → 400, a body over 64 KiB →
-//! 413 ([`error`] maps backend statuses). An unknown id is the original's
+//! 413, a body slower than `HTTP_BODY_TIMEOUT_MS` → 408, an `Idempotency-Key`
+//! reused with another body → 422 ([`error`] maps backend statuses). An unknown id is the original's
 //! `{"airport": null}` / `{"trip": null}`.
 
 mod api;
+mod body;
 mod error;
 mod handlers;
+
+use std::time::Duration;
 
 use airbridge::rpc::{IDEMPOTENCY_KEY, TRACEPARENT_HEADER};
 use axum::body::Bytes;
@@ -36,8 +40,12 @@ struct Rest {
     metrics: PrometheusHandle,
 }
 
-/// Every REST route.
-pub fn router(backends: BackendClients, prometheus: PrometheusHandle) -> Router {
+/// Every REST route; each request's body must arrive within `body_timeout`.
+pub fn router(
+    backends: BackendClients,
+    prometheus: PrometheusHandle,
+    body_timeout: Duration,
+) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/trip-ping", get(trip_ping))
@@ -53,6 +61,10 @@ pub fn router(backends: BackendClients, prometheus: PrometheusHandle) -> Router 
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            body_timeout,
+            body::limit_body_time,
+        ))
         .with_state(Rest {
             backends,
             metrics: prometheus,
@@ -98,6 +110,8 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is over {BODY_LIMIT} bytes"),
             )
+        } else if let Some(timed_out) = body::timed_out(&rejection) {
+            ApiError::Http(StatusCode::REQUEST_TIMEOUT, timed_out.to_string())
         } else {
             ApiError::BadRequest(rejection.body_text())
         }
@@ -110,6 +124,16 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
     }
     serde_json::from_slice(&body)
         .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
+}
+
+/// What a connection over the gateway's cap is sent before it is closed.
+pub fn refusal() -> Bytes {
+    let body = r#"{"error": "the gateway has too many open connections; try again later"}"#;
+    Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
 }
 
 fn plain_text(body: String) -> Response {
