@@ -54,7 +54,11 @@ fn call(method: &str, request: Value) -> Value {
 
 #[tokio::test]
 async fn every_failure_mode_has_its_code_in_the_generated_python_client() {
-    let mut stack = Stack::start("conformance-codes").await;
+    // Backends as processes, so one can be stalled (SIGSTOP) below.
+    let mut stack = Stack::builder("conformance-codes")
+        .backends(Run::Process)
+        .start()
+        .await;
     let addr = stack.gateway.grpc.clone();
     let trip = json!({"airportFrom": "EZE", "airportTo": "CPC"});
     let with_key = |mut call: Value| {
@@ -117,11 +121,14 @@ async fn every_failure_mode_has_its_code_in_the_generated_python_client() {
     let answers = python_calls(&addr, &json!([create]));
     assert_eq!(code(&answers[0]), "UNAVAILABLE", "{answers:?}");
 
-    // trips gone: its queue keeps the call until the deadline passes.
-    stack.trips.pop().unwrap().shut_down().await;
+    // trips stalled: its consumer holds the call until the deadline passes.
+    // (A trips that is gone instead is UNAVAILABLE once the gateway's
+    // consumer check notices, which rest.rs covers.)
+    stack.trips().process().signal("STOP");
     let mut late = call("trips.v1.Trips/Get", json!({"id": "0".repeat(32)}));
     late["timeout"] = json!(0.3);
     let answers = python_calls(&addr, &json!([late]));
+    stack.trips().process().signal("CONT");
     assert_eq!(code(&answers[0]), "DEADLINE_EXCEEDED", "{answers:?}");
 
     // No backend ever served this namespace: no queue, UNAVAILABLE at once.
