@@ -75,19 +75,26 @@ new_workdir() {
 }
 
 # Runs "$@" in the background, its output in a log of its own; `await` waits
-# for all of them and fails, showing the log, for the first that failed.
+# for all of them, says how long each took, and fails, showing the log, when
+# one failed.
 jobs_pids=() jobs_names=()
 spawn() { # name command...
   local name=$1
   shift
   mkdir -p "$cache/logs"
-  ("$@") >"$cache/logs/$name.log" 2>&1 &
+  (
+    started=$SECONDS
+    "$@"
+    echo "$((SECONDS - started)) s"
+  ) >"$cache/logs/$name.log" 2>&1 &
   jobs_pids+=($!) jobs_names+=("$name")
 }
 await() {
   local i failed=""
   for i in "${!jobs_pids[@]}"; do
-    if ! wait "${jobs_pids[$i]}"; then
+    if wait "${jobs_pids[$i]}"; then
+      log "${jobs_names[$i]}: done in $(tail -n 1 "$cache/logs/${jobs_names[$i]}.log")"
+    else
       tail -n 40 "$cache/logs/${jobs_names[$i]}.log" >&2
       failed+=" ${jobs_names[$i]}"
     fi
@@ -239,6 +246,7 @@ if present debian:bookworm-slim; then
   log "debian:bookworm-slim: present"
 elif ! pulled debian:bookworm-slim; then
   build_debian
+  log "debian:bookworm-slim: done in $((SECONDS - start)) s"
 fi
 await
 
