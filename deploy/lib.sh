@@ -121,9 +121,9 @@ stale_rust_standin() {
     && [ "$label" != "$(sha256sum "$repo_dir/Cargo.lock" | cut -d' ' -f1)" ]
 }
 
-# How long `make base-images` took here from nothing (2 cores, shared), for
-# the message below; measured, see deploy/README.md.
-standins_minutes=3
+# How long `make base-images` took from nothing on the project's 2-core
+# machine (shared), for the message below; see deploy/README.md.
+standins_took="about 1.5 minutes (82 s measured)"
 
 # Makes sure every base image is there: pulls a missing one (as Compose
 # would), and where none can be pulled stops with what to do, which is an
@@ -143,8 +143,8 @@ require_base_images() {
       printf '    %s\n' "${missing[@]}"
       printf '\nBuild local stand-ins for them (the same names, from Debian'\''s packages):\n\n'
       printf '    make base-images\n\n'
-      printf 'as root, with debootstrap installed (apt-get install debootstrap); it takes\n'
-      printf 'about %s minutes on 2 cores and builds only what is missing.\n' "$standins_minutes"
+      printf 'as root, with debootstrap installed (apt-get install debootstrap). It builds\n'
+      printf 'only what is missing; all of it takes %s on 2 cores.\n' "$standins_took"
     else
       printf 'error: the local rust:1-bookworm stand-in holds the crates of another\n'
       printf 'Cargo.lock (it builds offline). Refresh it (no root needed, a minute):\n\n'
