@@ -1,5 +1,5 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up down logs ps e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
+.PHONY: up down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,21 +13,30 @@ PROTO_BASELINE := proto-baseline.txtpb
 
 ## up: build and run the whole system with Docker Compose, wait until every
 ## service is healthy, print where it listens. More backends:
-## make up ARGS="--scale trips=3"
+## make up ARGS="--scale trips=3". Where a base image can be neither found
+## nor pulled, it says so and stops: run `make base-images` first.
 up:
 	deploy/up.sh $(ARGS)
 
 ## down / logs / ps: stop the stack (make down ARGS=-v also drops the data),
-## follow its logs (make logs ARGS=trips for one service), show its state
+## follow its logs (make logs ARGS=trips for one service), show its state;
+## deploy/compose.sh runs any other Compose command on the stack
 down:
-	deploy/down.sh $(ARGS)
+	deploy/compose.sh down --remove-orphans $(ARGS)
 logs:
-	deploy/logs.sh $(ARGS)
+	deploy/compose.sh logs -f --tail=100 $(ARGS)
 ps:
-	deploy/ps.sh $(ARGS)
+	deploy/compose.sh ps $(ARGS)
 
-## e2e-compose: the Compose stack end to end on a real engine (stand-in base
-## images where none can be pulled), torn down afterwards
+## base-images: the public base images the stack uses, pulled, or where no
+## registry is reachable built locally as stand-ins under the same names
+## (root and debootstrap; minutes); refreshes a stand-in rust image for a
+## changed Cargo.lock
+base-images:
+	deploy/ci/local-base-images.sh
+
+## e2e-compose: the Compose stack end to end on a real engine (the base
+## images must be there: make base-images), torn down afterwards
 e2e-compose:
 	deploy/ci/e2e-compose.sh
 

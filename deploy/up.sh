@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # `make up`: build the images and run the whole system with Docker Compose,
 # then wait until every service is healthy (AIRBRIDGE_UP_TIMEOUT seconds,
-# default 300). Creates deploy/airbridge.env and deploy/rabbitmq.env from the
-# examples when missing. Arguments go to `up -d`:
+# default 300); a service that is not gets its last log lines and a hint.
+# Creates the env files (deploy/*.env) from their examples when missing.
+# Stops, saying what to do, when a base image is missing and cannot be
+# pulled (then `make base-images` first). Arguments go to `up -d`:
 #   deploy/up.sh --scale trips=3
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 ensure_env_files
-ensure_base_images
+require_base_images
 log "building the images with $compose_cmd"
 compose build
 log "starting the stack (project $AIRBRIDGE_PROJECT)"
-compose up -d --remove-orphans "$@"
-if ! wait_healthy; then
-  die "the stack did not become healthy: see above, and '$compose_cmd -p $AIRBRIDGE_PROJECT -f deploy/compose.yaml logs'"
+if ! up_and_wait "$@"; then
+  die "the stack did not become healthy: see above"
 fi
 
 cat <<MSG
@@ -29,7 +30,7 @@ Try:
   curl -XPOST localhost:$http_port/trip -d '{"airport_from": "EZE", "airport_to": "CPC"}'
   grpcurl -plaintext -d '{"name": "Ezeiza"}' localhost:$grpc_port airports.v1.Airports/Create
 
-More backends:   deploy/up.sh --scale trips=3   (make up ARGS="--scale trips=3")
-Logs, state:     make logs, make ps
-Stop:            make down   (deploy/down.sh -v also deletes the Redis data)
+More backends:   make up ARGS="--scale trips=3"
+Logs, state:     make logs, make ps   (deploy/compose.sh runs any Compose command)
+Stop:            make down   (make down ARGS=-v also deletes the data)
 MSG

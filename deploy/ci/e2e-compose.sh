@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # `make e2e-compose`: the Compose stack end to end, on a real Docker engine.
 #
-#   1. base images: any of the public images the Dockerfile and compose file
-#      name that is missing and cannot be pulled is built locally by
-#      deploy/ci/local-base-images.sh (so this runs where no registry is)
-#   2. `make up`: env files, build, start, wait until every service is healthy
-#   3. the original system's curl scenario on the published REST port, and
+#   1. base images: all there (`make base-images` builds stand-ins where no
+#      registry is; this only checks, and says so when one is missing)
+#   2. `make up`, with env files of its own (a temporary AIRBRIDGE_ENV_DIR:
+#      the checkout's deploy/*.env are never touched): build, start, wait
+#      until every service is healthy
+#   3. our images: at most 40 MB each, no shell in them
+#   4. the original system's curl scenario on the published REST port, and
 #      grpcurl on the gRPC port (reflection, airports.v1.Airports/Get)
-#   4. the networks: each Redis reachable from its own backend only, RabbitMQ
-#      from our services only, every network but the gateway's internal
-#   5. the published ports: the gateway's two, the management UI on loopback,
+#   5. locked down: every container with a read-only root file system (a
+#      tmpfs /tmp for RabbitMQ only), no capabilities, no-new-privileges, no
+#      process running as root
+#   6. each Redis refuses a client without its password
+#   7. the networks: from inside each of our containers (probes sharing its
+#      network namespace), each Redis reachable from its own backend only, the
+#      broker from our services; network memberships; all internal but the
+#      gateway's
+#   8. the published ports: the gateway's two, the management UI on loopback,
 #      nothing else
-#   6. Redis persistence: a restarted trips-redis still has the trip
-#   7. trips scaled to 3: all healthy, calls still succeed
-#   8. `down -v`, always (trap), and nothing of the project left behind
+#   9. Redis persistence: a restarted trips-redis still has the trip
+#  10. a re-clone: `down` keeping the volumes, new env files (new broker and
+#      Redis passwords), `up` again: healthy, the data still there, the
+#      broker's old password refused and the new one accepted
+#  11. a service that ends unhealthy (a wrong AMQP_URL) is explained: its log
+#      lines and a hint; then fixed again
+#  12. trips scaled to 3: all healthy, calls still succeed
+#  13. `down -v`, always (trap), and nothing of the project left behind
 #
 # Fails at the first broken check with a message saying which. Environment:
 # AIRBRIDGE_PROJECT (default airbridge-e2e), AIRBRIDGE_HTTP_PORT,
@@ -22,19 +35,14 @@
 # up on failure, to look at it).
 set -Eeuo pipefail
 export AIRBRIDGE_PROJECT=${AIRBRIDGE_PROJECT:-airbridge-e2e}
-source "$(dirname "$0")/../lib.sh"
-
-started=$SECONDS
-step() { printf '\n=== %s (%d s)\n' "$*" "$((SECONDS - started))" >&2; }
-fail() {
-  printf '\nE2E FAILED: %s\n' "$*" >&2
-  exit 1
-}
-ok() { printf '  ok: %s\n' "$*" >&2; }
+AIRBRIDGE_ENV_DIR=$(mktemp -d)
+export AIRBRIDGE_ENV_DIR
+here=$(dirname "$0")
+source "$here/../lib.sh"
+source "$here/e2e-lib.sh"
 # Any other command that fails says so, rather than ending the run silently.
 trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with status $?"' ERR
 
-body_file=$(mktemp)
 teardown() {
   local status=$?
   rm -f "$body_file"
@@ -44,18 +52,22 @@ teardown() {
     printf '\n--- last logs:\n' >&2
     compose logs --no-color --tail=25 2>&1 | sed 's/^/    /' >&2 || true
     if [ "${KEEP:-0}" = 1 ]; then
-      printf '\nKEEP=1: the stack stays up (project %s)\n' "$AIRBRIDGE_PROJECT" >&2
+      printf '\nKEEP=1: the stack stays up (project %s, env files in %s)\n' \
+        "$AIRBRIDGE_PROJECT" "$AIRBRIDGE_ENV_DIR" >&2
       exit "$status"
     fi
   fi
   step "tearing down: down -v"
   compose down -v --remove-orphans >/dev/null 2>&1 || true
+  rm -rf "$AIRBRIDGE_ENV_DIR"
   exit "$status"
 }
 
 # --- 1. base images ---------------------------------------------------------
 step "base images"
-ensure_base_images
+# debian:bookworm-slim runs the network probes.
+require_base_images debian:bookworm-slim
+ok "$(stack_base_images | tr '\n' ' ')debian:bookworm-slim"
 
 # --- 2. up --------------------------------------------------------------------
 step "make up equivalent (project $AIRBRIDGE_PROJECT, $compose_cmd)"
@@ -66,37 +78,31 @@ for port in "$http_port" "$grpc_port" "$rabbitmq_ui_port"; do
   AIRBRIDGE_HTTP_PORT / AIRBRIDGE_GRPC_PORT / AIRBRIDGE_RABBITMQ_UI_PORT"
   fi
 done
-ensure_env_files
 trap teardown EXIT
+ensure_env_files
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 build_start=$SECONDS
 compose build || fail "the images did not build"
 ok "images built in $((SECONDS - build_start)) s"
-compose up -d --remove-orphans || fail "compose up failed"
-wait_healthy || fail "the stack did not become healthy"
+up_and_wait || fail "the stack did not become healthy"
 
-# --- 3. the curl scenario, grpcurl ---------------------------------------------
+# --- 3. our images ----------------------------------------------------------------
+step "our images: small, no shell"
+gateway=$(container_of gateway)
+trips=$(container_of trips)
+airports=$(container_of airports)
+trips_redis=$(container_of trips-redis)
+airports_redis=$(container_of airports-redis)
+for id in "$gateway" "$trips" "$airports"; do
+  image=$(docker inspect -f '{{.Config.Image}}' "$id")
+  size=$(docker image inspect -f '{{.Size}}' "$(docker inspect -f '{{.Image}}' "$id")")
+  ((size <= 40000000)) || fail "$image is $((size / 1000000)) MB, more than 40 MB"
+  ok "$image: $((size / 1000000)) MB"
+  expect_no_shell "$id"
+done
+
+# --- 4. the curl scenario, grpcurl ---------------------------------------------
 step "REST: the original curl scenario on localhost:$http_port"
-base=http://localhost:$http_port
-# request METHOD PATH [BODY]: prints the body; fails unless the status is 200.
-request() {
-  local status
-  local args=(-sS --max-time 10 -o "$body_file" -w '%{http_code}' -X "$1" "$base$2")
-  if [ $# -ge 3 ]; then args+=(-H 'content-type: application/json' -d "$3"); fi
-  status=$(curl "${args[@]}") || fail "curl -X $1 $base$2 failed"
-  [ "$status" = 200 ] || fail "$1 $2 answered $status: $(cat "$body_file")"
-  cat "$body_file"
-}
-# json_equal ACTUAL EXPECTED: the same JSON value, whatever the spacing.
-json_equal() {
-  python3 -c 'import json, sys; sys.exit(json.loads(sys.argv[1]) != json.loads(sys.argv[2]))' "$1" "$2"
-}
-expect_json() { # what actual expected
-  json_equal "$2" "$3" || fail "$1: expected $3, got $2"
-  ok "$1 -> $2"
-}
-is_id() { [[ $1 =~ ^[0-9a-f]{32}$ ]]; }
-
 pong=$(request GET /ping)
 [ "$pong" = "Pong!" ] || fail "GET /ping: expected Pong!, got '$pong'"
 ok "GET /ping -> $pong"
@@ -136,42 +142,47 @@ got=$("$grpcurl" -plaintext -d "{\"id\": \"$airport_id\"}" "localhost:$grpc_port
 got=$(tr -s ' \n' ' ' <<<"$got")
 expect_json "airports.v1.Airports/Get" "$got" "{\"airport\": {\"id\": \"$airport_id\", \"name\": \"Ezeiza\"}}"
 
-# --- 4. networks ----------------------------------------------------------------
-step "networks: who reaches whom"
-container_of() { compose ps -q "$1" | head -n 1; }
-gateway=$(container_of gateway)
-trips=$(container_of trips)
-airports=$(container_of airports)
-trips_redis=$(container_of trips-redis)
-airports_redis=$(container_of airports-redis)
-ips_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1"; }
-# reach FROM-CONTAINER HOST PORT: a TCP connect from inside one of our
-# containers (bash's /dev/tcp: the runtime image has no curl or nc).
-reach() { docker exec "$1" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" >/dev/null 2>&1; }
-name() { docker inspect -f '{{.Name}}' "$1" | sed 's|^/||'; }
-must_reach() { reach "$1" "$2" "$3" || fail "$(name "$1") cannot reach $2:$3"; ok "$(name "$1") reaches $2:$3"; }
-must_not_reach() { # from what host port
-  if reach "$1" "$3" "$4"; then fail "$(name "$1") reaches $2 ($3:$4), which it must not"; fi
-  ok "$(name "$1") cannot reach $2 ($3:$4)"
-}
-
-# The probe works: each backend reaches its own Redis and the broker.
-must_reach "$trips" trips-redis 6379
-must_reach "$airports" airports-redis 6379
-must_reach "$trips" rabbitmq 5672
-must_reach "$gateway" rabbitmq 5672
-# The gateway reaches neither Redis, by name or by any address of theirs.
-for redis in trips-redis airports-redis; do
-  if docker exec "$gateway" getent hosts "$redis" >/dev/null 2>&1; then
-    fail "$redis resolves from the gateway"
-  fi
-  ok "$redis does not resolve from the gateway"
+# --- 5. locked down -------------------------------------------------------------
+step "locked down: read-only, no capabilities, no-new-privileges, not root"
+for id in $(compose ps -q); do
+  case $(service_of "$id") in
+    rabbitmq) expect_locked_down "$id" '{"/tmp":"mode=1777,size=16m"}' ;;
+    *) expect_locked_down "$id" null ;;
+  esac
 done
-for ip in $(ips_of "$trips_redis"); do must_not_reach "$gateway" trips-redis "$ip" 6379; done
-for ip in $(ips_of "$airports_redis"); do must_not_reach "$gateway" airports-redis "$ip" 6379; done
-# Each backend does not reach the other's Redis.
-for ip in $(ips_of "$airports_redis"); do must_not_reach "$trips" airports-redis "$ip" 6379; done
-for ip in $(ips_of "$trips_redis"); do must_not_reach "$airports" trips-redis "$ip" 6379; done
+
+# --- 6. Redis passwords -----------------------------------------------------------
+step "each Redis wants its password"
+for backend in "${backends[@]}"; do
+  id=$(container_of "$backend")
+  password=$(env_value "$AIRBRIDGE_ENV_DIR/$backend-store.env" REDISCLI_AUTH)
+  got=$(redis_ping "$id" "$backend-redis")
+  [[ $got == *NOAUTH* ]] || fail "$backend-redis without a password answered '$got', expected NOAUTH"
+  ok "$backend-redis without a password: $got"
+  got=$(redis_ping "$id" "$backend-redis" "$password")
+  [ "$got" = PONG ] || fail "$backend-redis with its password answered '$got', expected PONG"
+  ok "$backend-redis with its password: $got"
+done
+
+# --- 7. networks ----------------------------------------------------------------
+step "networks: who reaches whom, from inside each of our containers"
+# The probe works: each backend reaches its own Redis, our services the broker.
+expect_reach "$trips" open "its Redis, the broker" trips-redis:6379 rabbitmq:5672
+expect_reach "$airports" open "its Redis, the broker" airports-redis:6379 rabbitmq:5672
+expect_reach "$gateway" open "the broker" rabbitmq:5672
+# By any address: the gateway reaches neither Redis, a backend not the other's.
+targets_of() { for ip in $(ips_of "$1"); do echo "$ip:6379"; done; }
+# shellcheck disable=SC2046
+expect_reach "$gateway" closed "a Redis" $(targets_of "$trips_redis") $(targets_of "$airports_redis")
+# shellcheck disable=SC2046
+expect_reach "$trips" closed "airports-redis" $(targets_of "$airports_redis")
+# shellcheck disable=SC2046
+expect_reach "$airports" closed "trips-redis" $(targets_of "$trips_redis")
+# Nor by name.
+expect_no_name "$gateway" trips-redis
+expect_no_name "$gateway" airports-redis
+expect_no_name "$trips" airports-redis
+expect_no_name "$airports" trips-redis
 
 # Network membership: RabbitMQ meets only our services; every network but
 # the gateway's `edge` (and the one that publishes the management UI) is
@@ -179,7 +190,7 @@ for ip in $(ips_of "$trips_redis"); do must_not_reach "$airports" trips-redis "$
 network_members() { # network: the Compose services of its containers
   local id
   for id in $(docker network inspect -f '{{range $id, $c := .Containers}}{{$id}} {{end}}' "${AIRBRIDGE_PROJECT}_$1"); do
-    docker inspect -f '{{ index .Config.Labels "com.docker.compose.service" }}' "$id"
+    service_of "$id"
   done | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 expect_network() { # network internal members
@@ -196,10 +207,10 @@ expect_network airports-store true "airports airports-redis"
 expect_network edge false "gateway"
 expect_network rabbitmq-ui false "rabbitmq"
 
-# --- 5. published ports -----------------------------------------------------------
+# --- 8. published ports -----------------------------------------------------------
 step "published ports"
 for id in $(compose ps -q); do
-  service=$(docker inspect -f '{{ index .Config.Labels "com.docker.compose.service" }}' "$id")
+  service=$(service_of "$id")
   # "container-port host-ip:host-port", IPv4 only (an IPv6 twin may follow).
   published=$(docker port "$id" | { grep -v '\[::\]' || true; } | sed 's/ -> / /' | sort | tr '\n' ',' | sed 's/,$//')
   case $service in
@@ -211,7 +222,7 @@ for id in $(compose ps -q); do
   ok "$service publishes ${published:-nothing}"
 done
 
-# --- 6. persistence -----------------------------------------------------------------
+# --- 9. persistence -----------------------------------------------------------------
 step "Redis persistence (AOF on a named volume)"
 aof=$(docker exec "$trips_redis" redis-cli config get appendonly | tail -n 1)
 [ "$aof" = yes ] || fail "trips-redis: appendonly is '$aof'"
@@ -220,7 +231,50 @@ wait_healthy 120 || fail "the stack is not healthy after restarting trips-redis"
 expect_json "GET /trip/<id> after restarting trips-redis" "$(request GET "/trip/$trip_id")" \
   '{"trip": {"from": "EZE", "to": "CPC"}}'
 
-# --- 7. scaling ---------------------------------------------------------------------
+# --- 10. a re-clone ---------------------------------------------------------------
+step "a re-clone: down (the volumes stay), new env files, up"
+user=$(env_value "$AIRBRIDGE_ENV_DIR/rabbitmq.env" RABBITMQ_DEFAULT_USER)
+old_password=$(env_value "$AIRBRIDGE_ENV_DIR/rabbitmq.env" RABBITMQ_DEFAULT_PASS)
+old_redis=$(env_value "$AIRBRIDGE_ENV_DIR/trips-store.env" REDISCLI_AUTH)
+compose down --remove-orphans >/dev/null 2>&1 || fail "down failed"
+volumes=$(docker volume ls -q --filter "label=com.docker.compose.project=$AIRBRIDGE_PROJECT" | wc -l)
+[ "$volumes" -eq 3 ] || fail "expected the 3 data volumes to stay after down, found $volumes"
+rm -f "$AIRBRIDGE_ENV_DIR"/*.env
+ensure_env_files
+new_password=$(env_value "$AIRBRIDGE_ENV_DIR/rabbitmq.env" RABBITMQ_DEFAULT_PASS)
+[ "$new_password" != "$old_password" ] || fail "the new env files kept the broker password"
+[ "$(env_value "$AIRBRIDGE_ENV_DIR/trips-store.env" REDISCLI_AUTH)" != "$old_redis" ] \
+  || fail "the new env files kept the trips Redis password"
+ok "new broker and Redis passwords; the 3 volumes kept"
+up_and_wait || fail "the re-cloned stack did not become healthy"
+expect_json "GET /trip/<id> from before the re-clone" "$(request GET "/trip/$trip_id")" \
+  '{"trip": {"from": "EZE", "to": "CPC"}}'
+status=$(management_status /api/whoami "$user" "$new_password")
+[ "$status" = 200 ] || fail "the broker refuses the new password: $status"
+ok "the broker accepts the new password (GET /api/whoami: $status)"
+status=$(management_status /api/whoami "$user" "$old_password")
+[ "$status" = 401 ] || fail "the broker's answer to the old password is $status, expected 401"
+ok "the broker refuses the old password (GET /api/whoami: $status)"
+status=$(management_status /api/whoami guest guest)
+[ "$status" = 401 ] || fail "the broker's answer to guest/guest is $status, expected 401"
+ok "no guest account (GET /api/whoami as guest: $status)"
+
+# --- 11. a service that ends unhealthy --------------------------------------------
+step "a service that ends unhealthy is explained (a wrong AMQP_URL)"
+cp "$AIRBRIDGE_ENV_DIR/airbridge.env" "$AIRBRIDGE_ENV_DIR/airbridge.env.good"
+echo "AMQP_URL=amqp://$user:wrong@rabbitmq:5672/%2f" >>"$AIRBRIDGE_ENV_DIR/airbridge.env"
+if out=$(up_and_wait 2>&1); then fail "the stack came up healthy with a wrong AMQP_URL"; fi
+# (Compose names the container ..._trips_1 or ...-trips-1.)
+for expected in "^--- .*trips.1: running, unhealthy" "ACCESS_REFUSED" \
+    "hint: the broker refused our services' account"; do
+  grep -qE -- "$expected" <<<"$out" || fail "make up's explanation lacks '$expected':
+$out"
+  ok "make up says: $(grep -E -m 1 -o -- "$expected.*" <<<"$out")"
+done
+mv "$AIRBRIDGE_ENV_DIR/airbridge.env.good" "$AIRBRIDGE_ENV_DIR/airbridge.env"
+up_and_wait || fail "the stack did not become healthy again with the right account"
+
+# --- 12. scaling ---------------------------------------------------------------------
 step "trips scaled to 3"
 compose up -d --no-recreate --scale trips=3 || fail "up --scale trips=3 failed"
 wait_healthy || fail "not healthy with trips scaled to 3"
@@ -237,20 +291,22 @@ ok "12 trips created and read back through 3 replicas"
 # (A replica's healthcheck is a Ping through the shared queue: any replica
 # may answer it.)
 for id in $(compose ps -q trips); do
-  docker exec "$id" trips healthcheck >/dev/null 2>&1 || fail "$(name "$id"): healthcheck failed"
+  docker exec "$id" trips healthcheck >/dev/null 2>&1 || fail "$(name_of "$id"): healthcheck failed"
 done
 ok "trips healthcheck passes in every replica"
 
-# --- 8. teardown ------------------------------------------------------------------
+# --- 13. teardown ------------------------------------------------------------------
 trap - EXIT
 rm -f "$body_file"
 step "tearing down: down -v"
 compose down -v --remove-orphans || fail "down -v failed"
+rm -rf "$AIRBRIDGE_ENV_DIR"
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$AIRBRIDGE_PROJECT")
+left+=$(docker ps -aq --filter "label=airbridge.e2e=$AIRBRIDGE_PROJECT")
 [ -z "$left" ] || fail "containers left after down -v: $left"
-left=$(docker volume ls -q --filter "label=com.docker.compose.project=$AIRBRIDGE_PROJECT")
-[ -z "$left" ] || fail "volumes left after down -v: $left"
-left=$(docker network ls -q --filter "label=com.docker.compose.project=$AIRBRIDGE_PROJECT")
-[ -z "$left" ] || fail "networks left after down -v: $left"
-ok "no container, volume or network of $AIRBRIDGE_PROJECT left"
+for kind in volume network; do
+  left=$(docker "$kind" ls -q --filter "label=com.docker.compose.project=$AIRBRIDGE_PROJECT")
+  [ -z "$left" ] || fail "${kind}s left after down -v: $left"
+done
+ok "no container (nor probe), volume or network of $AIRBRIDGE_PROJECT left"
 printf '\nE2E PASSED in %d s (%s)\n' "$((SECONDS - started))" "$compose_cmd" >&2

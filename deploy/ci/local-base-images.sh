@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds local stand-ins for every public image deploy/Dockerfile and
-# deploy/compose.yaml name, tagged with exactly those names, for a Docker
-# engine that can pull no image (CI here). The Dockerfile and the compose file
-# then run unchanged, as users run them.
+# `make base-images`: every public image deploy/Dockerfile and
+# deploy/compose.yaml name (and debian:bookworm-slim, which the stand-ins and
+# the e2e network probe use), pulled when a registry answers, else built
+# locally as a stand-in tagged with exactly that name, so the Dockerfile and
+# the compose file run unchanged, as users run them:
 #
 #   debian:bookworm-slim    debootstrap --variant=minbase bookworm, slimmed
 #                           as the official image is, `docker import`ed
@@ -12,23 +13,25 @@
 #                           Cargo.lock, and CARGO_NET_OFFLINE=true (containers
 #                           here cannot reach crates.io: its TLS is
 #                           intercepted by a CA only the host trusts)
-#   rabbitmq:3-management   FROM debian:bookworm-slim: Debian's rabbitmq-server
-#                           with the management plugin; honours
-#                           RABBITMQ_DEFAULT_USER/PASS; answers
-#                           `rabbitmq-diagnostics -q ping`
-#   redis:7-alpine          FROM debian:bookworm-slim: Debian's Redis 7
-#                           (redis-server and redis-cli on PATH)
+#   gcr.io/distroless/cc-debian12:nonroot
+#                           glibc, libgcc_s, CA certificates, tzdata and the
+#                           nonroot user, unpacked from Debian's packages
+#   rabbitmq:3-management   Debian's rabbitmq-server with the management plugin
+#   redis:7-alpine          Debian's Redis 7 (redis-server and redis-cli)
 #
-# The Dockerfiles of the last three are in standins/. An image already tagged
-# is kept (FORCE=1 rebuilds all); the rust stand-in is redone when Cargo.lock
-# or the host's rustc changes (only its registry layer for a new Cargo.lock).
+# The Dockerfiles are in standins/. An image already there is kept (FORCE=1
+# rebuilds the stand-ins); the rust stand-in is redone when Cargo.lock or the
+# host's rustc changes (only its registry layer for a new Cargo.lock, which
+# needs no root). debian:bookworm-slim comes first; the other four are then
+# built side by side (mostly downloads), and the crates are fetched while
+# debootstrap runs.
 #
-# Needs: root, Docker, rustc/cargo on PATH, the Debian archive and crates.io
-# reachable from the host, and the Debian archive (plain HTTP) from
-# containers, for the apt-get in the stand-in builds.
+# Needs: Docker; root for debootstrap (only when debian:bookworm-slim is
+# missing); rustc/cargo on PATH; the Debian archive and crates.io reachable
+# from the host, and the Debian archive (plain HTTP) from containers.
 # Environment: FORCE=1; DEBIAN_MIRROR (default http://deb.debian.org/debian);
 # AIRBRIDGE_CI_CACHE (default /var/cache/airbridge-ci: the cargo home the
-# crates are fetched into, kept between runs).
+# crates are fetched into and debootstrap's package cache, kept between runs).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,25 +74,55 @@ new_workdir() {
   workdirs+=("$dir")
 }
 
+# Runs "$@" in the background, its output in a log of its own; `await` waits
+# for all of them, says how long each took, and fails, showing the log, when
+# one failed.
+jobs_pids=() jobs_names=()
+spawn() { # name command...
+  local name=$1
+  shift
+  mkdir -p "$cache/logs"
+  (
+    started=$SECONDS
+    "$@"
+    echo "$((SECONDS - started)) s"
+  ) >"$cache/logs/$name.log" 2>&1 &
+  jobs_pids+=($!) jobs_names+=("$name")
+}
+await() {
+  local i failed=""
+  for i in "${!jobs_pids[@]}"; do
+    if wait "${jobs_pids[$i]}"; then
+      log "${jobs_names[$i]}: done in $(tail -n 1 "$cache/logs/${jobs_names[$i]}.log")"
+    else
+      tail -n 40 "$cache/logs/${jobs_names[$i]}.log" >&2
+      failed+=" ${jobs_names[$i]}"
+    fi
+  done
+  jobs_pids=() jobs_names=()
+  [ -z "$failed" ] || die "failed:$failed (logs in $cache/logs)"
+}
+# An image from the registry, when there is one (and FORCE is not set).
+pulled() { [ "$force" != 1 ] && docker pull -q "$1" >/dev/null 2>&1 && log "$1: pulled"; }
+
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "the Docker daemon does not answer (docker info)"
-[ "$(id -u)" = 0 ] || die "run as root (debootstrap needs it)"
 
 # --- debian:bookworm-slim ---------------------------------------------------
 build_debian() {
-  local tag=debian:bookworm-slim
-  if present "$tag"; then log "$tag: present"; return; fi
+  local tag=debian:bookworm-slim dir root
+  [ "$(id -u)" = 0 ] || die "building $tag needs root (debootstrap): run this as root"
   if ! command -v debootstrap >/dev/null; then
     log "installing debootstrap"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   fi
-  local dir root
   new_workdir
   root=$dir/root
+  mkdir -p "$cache/debootstrap"
   log "$tag: debootstrap --variant=minbase bookworm $mirror"
-  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$dir/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$dir/debootstrap.log" >&2; die "debootstrap failed"; }
+  debootstrap --variant=minbase --cache-dir="$cache/debootstrap" bookworm "$root" "$mirror" \
+    >"$dir/debootstrap.log" 2>&1 || { tail -n 30 "$dir/debootstrap.log" >&2; die "debootstrap failed"; }
   # Slim, as the official image is: no documentation, manuals or locales, now
   # or from later installs; apt keeps no package lists or archives.
   cat >"$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
@@ -125,75 +158,113 @@ EOF
 }
 
 # --- rust:1-bookworm --------------------------------------------------------
-build_rust() {
-  local tag=rust:1-bookworm
-  command -v rustc >/dev/null && command -v cargo >/dev/null || die "rustc and cargo are not on PATH"
-  local sysroot version toolchain toolchain_tag lock_sha dir
+sysroot="" rust_version="" toolchain_tag="" lock_sha=""
+rust_facts() {
+  if ! command -v rustc >/dev/null || ! command -v cargo >/dev/null; then die "rustc and cargo are not on PATH"; fi
   sysroot=$(rustc --print sysroot)
-  version=$(rustc --version | awk '{print $2}')
-  toolchain=$(basename "$sysroot")
-  toolchain_tag=airbridge-ci/rust-toolchain:$version
+  rust_version=$(rustc --version | awk '{print $2}')
+  toolchain_tag=airbridge-ci/rust-toolchain:$rust_version
   lock_sha=$(sha256sum "$repo/Cargo.lock" | cut -d' ' -f1)
+}
+rust_current() {
+  present rust:1-bookworm && present "$toolchain_tag" \
+    && [ "$(label_of rust:1-bookworm airbridge.ci.cargo-lock-sha256)" = "$lock_sha" ] \
+    && [ "$(label_of rust:1-bookworm airbridge.ci.rustc)" = "$rust_version" ]
+}
 
-  if present "$tag" && present "$toolchain_tag" \
-      && [ "$(label_of "$tag" airbridge.ci.cargo-lock-sha256)" = "$lock_sha" ] \
-      && [ "$(label_of "$tag" airbridge.ci.rustc)" = "$version" ]; then
-    log "$tag: present (rustc $version, Cargo.lock ${lock_sha:0:12})"
-    return
-  fi
-
-  if present "$toolchain_tag"; then
-    log "$toolchain_tag: present"
-  else
-    new_workdir
-    log "$toolchain_tag: gcc & co. from Debian + this machine's toolchain ($toolchain)"
-    mkdir -p "$dir/ctx/toolchain"
-    # All of it but share/ (the offline documentation: most of its size).
-    for part in bin lib libexec etc; do
-      if [ -e "$sysroot/$part" ]; then link_tree "$sysroot/$part" "$dir/ctx/toolchain/$part"; fi
-    done
-    cp "$standins/rust-toolchain.Dockerfile" "$dir/ctx/Dockerfile"
-    build "$dir/build.log" --build-arg "TOOLCHAIN=$toolchain" -t "$toolchain_tag" "$dir/ctx"
-  fi
-
-  # The crates of Cargo.lock, fetched on the host (which reaches crates.io)
-  # into a cargo home of our own, kept between runs.
-  local cargo_home=$cache/cargo-home
-  log "$tag: cargo fetch --locked (Cargo.lock ${lock_sha:0:12})"
-  mkdir -p "$cargo_home"
-  CARGO_HOME=$cargo_home "$sysroot/bin/cargo" fetch --locked --quiet \
+# The crates of Cargo.lock, fetched on the host (which reaches crates.io)
+# into a cargo home of our own, kept between runs.
+fetch_crates() {
+  mkdir -p "$cache/cargo-home"
+  CARGO_HOME=$cache/cargo-home "$sysroot/bin/cargo" fetch --locked --quiet \
     --manifest-path "$repo/Cargo.toml"
+}
 
+build_rust_toolchain() {
+  local dir part toolchain
+  toolchain=$(basename "$sysroot")
+  new_workdir
+  mkdir -p "$dir/ctx/toolchain"
+  # All of it but share/ (the offline documentation: most of its size).
+  for part in bin lib libexec etc; do
+    if [ -e "$sysroot/$part" ]; then link_tree "$sysroot/$part" "$dir/ctx/toolchain/$part"; fi
+  done
+  cp "$standins/rust-toolchain.Dockerfile" "$dir/ctx/Dockerfile"
+  build "$dir/build.log" --build-arg "TOOLCHAIN=$toolchain" -t "$toolchain_tag" "$dir/ctx"
+}
+
+build_rust() {
+  local dir
   new_workdir
   mkdir -p "$dir/ctx/registry"
   # index/ and cache/ are what an offline build needs; cargo unpacks src/.
-  link_tree "$cargo_home/registry/index" "$dir/ctx/registry/index"
-  link_tree "$cargo_home/registry/cache" "$dir/ctx/registry/cache"
+  link_tree "$cache/cargo-home/registry/index" "$dir/ctx/registry/index"
+  link_tree "$cache/cargo-home/registry/cache" "$dir/ctx/registry/cache"
   cp "$standins/rust.Dockerfile" "$dir/ctx/Dockerfile"
-  log "$tag: FROM $toolchain_tag + the registry, CARGO_NET_OFFLINE=true"
+  log "rust:1-bookworm: FROM $toolchain_tag + the registry (Cargo.lock ${lock_sha:0:12}), offline"
   build "$dir/build.log" --build-arg "TOOLCHAIN_IMAGE=$toolchain_tag" \
-    --build-arg "CARGO_LOCK_SHA256=$lock_sha" --build-arg "RUSTC_VERSION=$version" \
-    -t "$tag" "$dir/ctx"
+    --build-arg "CARGO_LOCK_SHA256=$lock_sha" --build-arg "RUSTC_VERSION=$rust_version" \
+    -t rust:1-bookworm "$dir/ctx"
 }
 
-# --- rabbitmq:3-management, redis:7-alpine ------------------------------------
-build_service() { # tag name
+# --- the others: one Dockerfile (and maybe an entry point) each ----------------
+build_standin() { # tag name
   local tag=$1 name=$2 dir
-  if present "$tag"; then log "$tag: present"; return; fi
-  log "$tag: standins/$name.Dockerfile"
   new_workdir
   mkdir -p "$dir/ctx"
   cp "$standins/$name.Dockerfile" "$dir/ctx/Dockerfile"
-  cp "$standins/$name-entrypoint.sh" "$dir/ctx/"
+  if [ -f "$standins/$name-entrypoint.sh" ]; then cp "$standins/$name-entrypoint.sh" "$dir/ctx/"; fi
   build "$dir/build.log" -t "$tag" "$dir/ctx"
 }
 
 start=$SECONDS
-build_debian
-build_rust
-build_service rabbitmq:3-management rabbitmq
-build_service redis:7-alpine redis
-log "stand-ins ready in $((SECONDS - start)) s"
-for image in debian:bookworm-slim rust:1-bookworm rabbitmq:3-management redis:7-alpine; do
-  docker image ls --format '    {{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' "$image" >&2
+rust_facts
+# What is to be built: everything missing that no registry gives us.
+declare -A standin=([gcr.io/distroless/cc-debian12:nonroot]=distroless-cc
+  [rabbitmq:3-management]=rabbitmq [redis:7-alpine]=redis)
+todo=()
+for tag in "${!standin[@]}"; do
+  if present "$tag"; then log "$tag: present"; elif ! pulled "$tag"; then todo+=("$tag"); fi
+done
+need_rust=0 need_toolchain=0
+if present rust:1-bookworm && [ "$(label_of rust:1-bookworm airbridge.ci.standin)" != rust ]; then
+  log "rust:1-bookworm: present"
+elif rust_current; then
+  log "rust:1-bookworm: present (a stand-in for rustc $rust_version, Cargo.lock ${lock_sha:0:12})"
+elif present rust:1-bookworm || ! pulled rust:1-bookworm; then
+  need_rust=1
+  present "$toolchain_tag" || need_toolchain=1
+fi
+
+# 1. debian:bookworm-slim, which every stand-in starts FROM (and the e2e
+#    network probe runs); meanwhile the crates.
+if ((need_rust)); then
+  log "rust:1-bookworm: cargo fetch --locked (Cargo.lock ${lock_sha:0:12})"
+  spawn cargo-fetch fetch_crates
+fi
+if present debian:bookworm-slim; then
+  log "debian:bookworm-slim: present"
+elif ! pulled debian:bookworm-slim; then
+  build_debian
+  log "debian:bookworm-slim: done in $((SECONDS - start)) s"
+fi
+await
+
+# 2. The rest, side by side.
+if ((need_toolchain)); then
+  log "$toolchain_tag: gcc & co. from Debian + this machine's toolchain"
+  spawn rust-toolchain build_rust_toolchain
+fi
+for tag in "${todo[@]}"; do
+  log "$tag: standins/${standin[$tag]}.Dockerfile"
+  spawn "${standin[$tag]}" build_standin "$tag" "${standin[$tag]}"
+done
+await
+if ((need_rust)); then build_rust; fi
+# The distroless stand-in's first stage, dangling now.
+docker image prune -f --filter label=airbridge.ci.scratch >/dev/null
+
+log "base images ready in $((SECONDS - start)) s"
+for tag in debian:bookworm-slim rust:1-bookworm "${!standin[@]}"; do
+  docker image ls --format '    {{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' "$tag" >&2
 done
