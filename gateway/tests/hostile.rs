@@ -270,6 +270,59 @@ async fn idle_dripping_and_slow_body_clients_are_cut_off() {
     assert_eq!(stack.trips_redis.count_keys("trip:*").await, 0);
 }
 
+/// HTTP/2 frames (type, payload) in `bytes`, as far as they are complete.
+fn h2_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        if bytes.len() < 9 + len {
+            break;
+        }
+        frames.push((bytes[3], bytes[9..9 + len].to_vec()));
+        bytes = &bytes[9 + len..];
+    }
+    frames
+}
+
+#[tokio::test]
+async fn http2_settings_bound_streams_and_headers_and_pings_close_dead_peers() {
+    let stack = Stack::builder("hostile-h2-dead-peer")
+        .gateway_env("HTTP2_KEEPALIVE_MS", "500")
+        .start()
+        .await;
+    // A peer that says hello, then never reads or answers again.
+    let mut stream = TcpStream::connect(&stack.gateway.grpc).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (sent, closed) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    let took = closed
+        .expect("closed by the gateway")
+        .duration_since(started);
+    let frames = h2_frames(&sent);
+    let kinds: Vec<u8> = frames.iter().map(|(kind, _)| *kind).collect();
+    println!("a dead HTTP/2 peer closed after {took:?}; frames {kinds:?}");
+    // SETTINGS (4), then an unanswered PING (6), then GOAWAY (7).
+    assert_eq!(kinds.first(), Some(&4), "{kinds:?}");
+    assert!(kinds.contains(&6) && kinds.last() == Some(&7), "{kinds:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    let settings: Vec<(u16, u32)> = frames[0]
+        .1
+        .chunks(6)
+        .map(|s| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+            )
+        })
+        .collect();
+    // MAX_CONCURRENT_STREAMS (3) and MAX_HEADER_LIST_SIZE (6).
+    assert!(settings.contains(&(3, 128)), "{settings:?}");
+    assert!(settings.contains(&(6, 16 * 1024)), "{settings:?}");
+}
+
 /// A gRPC Create of trip `to`, as an HTTP/2 request and its framed body.
 fn create_request(grpc: &str, to: &str) -> (axum::http::Request<()>, Bytes) {
     let request = axum::http::Request::post(format!("http://{grpc}/trips.v1.Trips/Create"))
