@@ -82,5 +82,8 @@ async fn the_rust_client_example_creates_and_reads() {
         "the example failed: {stdout}{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(stdout.contains("airport ") && stdout.contains(": EZE -> CPC"), "{stdout}");
+    assert!(
+        stdout.contains("airport ") && stdout.contains(": EZE -> CPC"),
+        "{stdout}"
+    );
 }
