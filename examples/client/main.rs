@@ -73,7 +73,10 @@ async fn run(target: String) -> Result<(), Box<dyn std::error::Error>> {
         .id;
     // A retry with the same key answers the same id.
     let again = airports.create(request(name, Some(&key))).await?;
-    check(again.into_inner().id == id, "a retry created another airport")?;
+    check(
+        again.into_inner().id == id,
+        "a retry created another airport",
+    )?;
     let airport = airports
         .get(request(GetAirportRequest { id: id.clone() }, None))
         .await?
@@ -87,7 +90,11 @@ async fn run(target: String) -> Result<(), Box<dyn std::error::Error>> {
         airport_to: "CPC".into(),
     };
     let key = airbridge::id::new_id();
-    let id = trips.create(request(trip, Some(&key))).await?.into_inner().id;
+    let id = trips
+        .create(request(trip, Some(&key)))
+        .await?
+        .into_inner()
+        .id;
     let trip = trips
         .get(request(GetTripRequest { id: id.clone() }, None))
         .await?

@@ -27,10 +27,7 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// What `target` makes Cargo build, once per test process.
-fn built(
-    what: &str,
-    target: impl FnOnce(escargot::CargoBuild) -> escargot::CargoBuild,
-) -> PathBuf {
+fn built(what: &str, target: impl FnOnce(escargot::CargoBuild) -> escargot::CargoBuild) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Mutex::default).lock().expect("poisoned");
     if let Some(path) = built.get(what) {
