@@ -7,10 +7,11 @@ use testkit::{Stack, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{fresh_ping, rest_addr, until_closed};
+use crate::{fresh_ping, one_at_a_time, rest_addr, until_closed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_half_open_connections_are_cut_and_starve_no_one() {
+    let _serial = one_at_a_time().await;
     const HALF_OPEN: usize = 3_000;
     let timeout = Duration::from_secs(3);
     let stack = Stack::builder("hostile-half-open")
@@ -78,6 +79,7 @@ async fn thousands_of_half_open_connections_are_cut_and_starve_no_one() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_shed_with_a_503() {
+    let _serial = one_at_a_time().await;
     const CAP: usize = 100;
     let stack = Stack::builder("hostile-cap")
         .gateway_env("MAX_CONNECTIONS", CAP.to_string())
@@ -139,6 +141,7 @@ async fn connections_over_the_cap_are_shed_with_a_503() {
 
 #[tokio::test]
 async fn idle_dripping_and_slow_body_clients_are_cut_off() {
+    let _serial = one_at_a_time().await;
     let stack = Stack::builder("hostile-slow")
         .gateway_env("HTTP_HEADER_TIMEOUT_MS", "1000")
         .gateway_env("HTTP_IDLE_TIMEOUT_MS", "1500")

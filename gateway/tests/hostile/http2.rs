@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
-use crate::until_closed;
+use crate::{one_at_a_time, until_closed};
 
 /// HTTP/2 frames (type, payload) in `bytes`, as far as they are complete.
 fn h2_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
@@ -33,6 +33,7 @@ fn h2_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
 
 #[tokio::test]
 async fn http2_settings_bound_streams_and_headers_and_pings_close_dead_peers() {
+    let _serial = one_at_a_time().await;
     let stack = Stack::builder("hostile-h2-dead-peer")
         .gateway_env("HTTP2_KEEPALIVE_MS", "500")
         .start()
@@ -152,6 +153,7 @@ async fn reset_streams(grpc: &str, until: Instant, lag: Duration, open: usize) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_closes_the_connection_and_starves_no_one() {
+    let _serial = one_at_a_time().await;
     let stack = Stack::start("hostile-rapid-reset").await;
     let grpc = stack.gateway.grpc.as_str();
     let until = Instant::now() + Duration::from_secs(3);
@@ -173,6 +175,7 @@ async fn rapid_reset_closes_the_connection_and_starves_no_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_abandoned_after_they_started_are_held_back() {
+    let _serial = one_at_a_time().await;
     let mut stack = Stack::start("hostile-abandoned").await;
     // With trips gone, every Create waits on its queue until the client
     // resets it: each one that got past the brake is a message there.

@@ -4,7 +4,8 @@
 //! every stream it opens. Each time, others are still served.
 //!
 //! `http1` holds the connection-level and HTTP/1.1 cases, `http2` the
-//! HTTP/2 ones; here are the helpers both use.
+//! HTTP/2 ones; here are the helpers both use. The cases measure time and
+//! some load the machine, so they run one at a time ([`one_at_a_time`]).
 
 mod http1;
 mod http2;
@@ -17,6 +18,12 @@ use testkit::Stack;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
+
+/// Held for the whole of a case, so that no two run at once.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
 
 /// `127.0.0.1:<port>` of the REST port.
 pub fn rest_addr(stack: &Stack) -> String {
