@@ -14,6 +14,7 @@
 //!   pings that close dead peers, and a brake on clients that reset streams
 //!   as fast as they open them ([`builder`], `watch.rs`).
 
+mod calls;
 mod watch;
 
 use std::sync::Arc;
@@ -32,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
-use self::watch::{Tracked, Watch, WatchedIo};
+use self::calls::Tracked;
+use self::watch::{Watch, WatchedIo};
 use crate::config::ConnLimits;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,6 +1,6 @@
 //! What one connection is doing, as its deadlines need to know: bytes read
 //! (through [`WatchedIo`]), requests started and answered (through
-//! [`Tracked`]), and whether it speaks HTTP/2.
+//! `calls.rs`), and whether it speaks HTTP/2.
 //!
 //! The deadlines, as nginx and Envoy set them:
 //! * a new connection must deliver its first request's headers within the
@@ -16,11 +16,10 @@
 //! opens streams and resets each one once it reached a handler (the pending
 //! accept limit only counts streams reset before that): every such stream
 //! costs a handler and a broker call. Each connection therefore has a budget
-//! of abandoned calls ([`RESET_BURST`], refilled at [`RESET_RATE`] a
-//! second); while it is spent, new requests on that connection wait before
-//! any work is done for them, so a reset loop slows only its own connection.
+//! of abandoned calls (`calls.rs`); while it is spent, new requests on that
+//! connection wait before any work is done for them, so a reset loop slows
+//! only its own connection.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -28,20 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body::{Body, Frame, SizeHint};
-use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tower::{Service, ServiceExt};
 
+use super::calls::{Call, ResetBudget};
 use crate::config::ConnLimits;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Calls a connection may abandon at once before its requests are held back.
-const RESET_BURST: f64 = 200.0;
-/// Abandoned calls a second a connection may keep up without being held back.
-const RESET_RATE: f64 = 100.0;
 
 /// One connection's state. Times are milliseconds after `accepted`, plus one
 /// (zero means "not yet").
@@ -65,11 +58,7 @@ impl Watch {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
             h2: AtomicBool::new(false),
-            resets: Mutex::new(ResetBudget {
-                tokens: RESET_BURST,
-                at: accepted,
-                warned: false,
-            }),
+            resets: Mutex::new(ResetBudget::new()),
         }
     }
 
@@ -82,7 +71,7 @@ impl Watch {
         if !self.served.load(Ordering::Acquire) {
             return Some(self.accepted + limits.header_timeout);
         }
-        let at = |millis: u64| self.accepted + Duration::from_millis(millis - 1);
+        let at = |millis: u64| self.accepted + Duration::from_millis(millis.saturating_sub(1));
         match self.head_started.load(Ordering::Acquire) {
             0 => Some(at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout),
             started => Some(at(started) + limits.header_timeout),
@@ -106,19 +95,16 @@ impl Watch {
     }
 
     /// A request's headers are in and it goes to the service.
-    fn begin(self: &Arc<Self>) -> Call {
+    pub(super) fn begin(self: &Arc<Self>) -> Call {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.served.store(true, Ordering::Release);
         self.head_started.store(0, Ordering::Release);
-        Call {
-            watch: self.clone(),
-            answered: false,
-        }
+        Call::new(self.clone())
     }
 
     /// A request was answered (its response body is done or dropped), or
     /// abandoned before its answer.
-    fn end(&self, abandoned: bool) {
+    pub(super) fn end(&self, abandoned: bool) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.now(), Ordering::Release);
             self.head_started.store(0, Ordering::Release);
@@ -129,7 +115,7 @@ impl Watch {
     }
 
     /// Waits while this connection's budget of abandoned calls is spent.
-    async fn brake(&self) {
+    pub(super) async fn brake(&self) {
         loop {
             let wait = self.resets.lock().expect("poisoned").wait();
             match wait {
@@ -137,52 +123,6 @@ impl Watch {
                 None => return,
             }
         }
-    }
-}
-
-/// A token bucket of abandoned calls.
-struct ResetBudget {
-    tokens: f64,
-    at: Instant,
-    warned: bool,
-}
-
-impl ResetBudget {
-    fn refill(&mut self) {
-        let now = Instant::now();
-        let earned = now.duration_since(self.at).as_secs_f64() * RESET_RATE;
-        self.tokens = (self.tokens + earned).min(RESET_BURST);
-        self.at = now;
-    }
-
-    fn charge(&mut self) {
-        self.refill();
-        self.tokens -= 1.0;
-        if self.tokens < 0.0 && !self.warned {
-            self.warned = true;
-            tracing::warn!(
-                "a client abandons calls faster than {RESET_RATE}/s; holding its requests back"
-            );
-        }
-    }
-
-    /// How long to hold the next request back, if at all.
-    fn wait(&mut self) -> Option<Duration> {
-        self.refill();
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / RESET_RATE))
-    }
-}
-
-/// A request in progress; dropped unanswered, it was abandoned (the client
-/// reset the stream or went away).
-pub struct Call {
-    watch: Arc<Watch>,
-    answered: bool,
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.watch.end(!self.answered);
     }
 }
 
@@ -269,81 +209,6 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
-/// The connection's service: tells its [`Watch`] when requests start and
-/// end, and holds requests back while the connection's reset budget is spent.
-#[derive(Clone)]
-pub struct Tracked<S> {
-    inner: S,
-    watch: Arc<Watch>,
-}
-
-impl<S> Tracked<S> {
-    pub fn new(inner: S, watch: Arc<Watch>) -> Self {
-        Self { inner, watch }
-    }
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Tracked<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
-{
-    type Response = Response<TrackedBody<ResBody>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        // Readiness is awaited per request below, on a clone (as axum does).
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let inner = self.inner.clone();
-        let watch = self.watch.clone();
-        Box::pin(async move {
-            watch.brake().await;
-            let mut call = watch.begin();
-            let answered = inner.oneshot(request).await;
-            call.answered = true;
-            Ok(answered?.map(|body| TrackedBody {
-                body,
-                call: Some(call),
-            }))
-        })
-    }
-}
-
-/// A response body that ends its request's [`Call`] when it is done.
-pub struct TrackedBody<B> {
-    body: B,
-    call: Option<Call>,
-}
-
-impl<B: Body + Unpin> Body for TrackedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) {
-            self.call.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,30 +268,5 @@ mod tests {
         );
         assert_eq!(seen(&[b"POST / HTTP/1.1\r\n"]), None);
         assert_eq!(seen(&[b"PRI * HTTP/2.0\r\n", b"GET"]), None);
-    }
-
-    #[test]
-    fn abandoned_calls_spend_the_budget() {
-        let mut budget = ResetBudget {
-            tokens: RESET_BURST,
-            at: Instant::now(),
-            warned: false,
-        };
-        for _ in 0..RESET_BURST as usize {
-            budget.charge();
-        }
-        assert!(
-            budget
-                .wait()
-                .is_none_or(|wait| wait < Duration::from_millis(20))
-        );
-        for _ in 0..50 {
-            budget.charge();
-        }
-        let wait = budget.wait().expect("held back");
-        assert!(
-            wait > Duration::from_millis(300) && wait <= Duration::from_millis(500),
-            "{wait:?}"
-        );
     }
 }

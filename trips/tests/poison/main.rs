@@ -27,7 +27,7 @@ use crate::observe::{Probe, Served};
 
 const SERVICE: &str = "trips.v1.Trips";
 /// The most messages one run puts on the queue: its dead-letter queue keeps
-/// 10,000, and at most about half of the generated ones are rejected.
+/// 10,000, and about four in five generated ones are rejected.
 const RUN_CASES: usize = 5_000;
 
 /// Publishes `cases` onto the trips queue and checks every one of them.

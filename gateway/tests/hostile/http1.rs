@@ -1,67 +1,17 @@
-//! Careless and hostile clients against the gateway (loopback only, bounded in
-//! count and time): thousands of half-open connections, more connections
-//! than the cap, idle and dripping clients, and an HTTP/2 client that resets
-//! every stream it opens. Each time, others are still served.
+//! Connections and HTTP/1.1: thousands of half-open connections, more than
+//! the cap, idle keep-alive, headers dripped a line at a time, a slow body.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use airbridge::airports::v1 as airports;
-use airbridge::airports::v1::airports_client::AirportsClient;
-use airbridge::trips::v1::trips_client::TripsClient;
-use airbridge::trips::v1::{CreateTripRequest, PingRequest};
-use bytes::Bytes;
-use prost::Message;
 use testkit::{Stack, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::transport::Channel;
 
-/// `127.0.0.1:<port>` of the REST port.
-fn rest_addr(stack: &Stack) -> String {
-    stack.gateway.http.trim_start_matches("http://").to_owned()
-}
-
-/// Reads until the server closes; what it sent, and when it closed (`None`
-/// when it did not within `within`).
-async fn until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<Instant>) {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return (seen, None),
-            Ok(Ok(0) | Err(_)) => return (seen, Some(Instant::now())),
-            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// One call through a fresh connection: how long the whole took.
-async fn fresh_ping(stack: &Stack) -> (Duration, Duration) {
-    let started = Instant::now();
-    let pong = reqwest::Client::new()
-        .get(stack.url("/ping"))
-        .send()
-        .await
-        .expect("REST answers");
-    assert_eq!(pong.text().await.unwrap(), "Pong!");
-    let rest = started.elapsed();
-    let started = Instant::now();
-    let channel = Channel::from_shared(format!("http://{}", stack.gateway.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .expect("gRPC accepts");
-    TripsClient::new(channel)
-        .ping(PingRequest {})
-        .await
-        .expect("gRPC answers");
-    (rest, started.elapsed())
-}
+use crate::{fresh_ping, one_at_a_time, rest_addr, until_closed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_half_open_connections_are_cut_and_starve_no_one() {
+    let _serial = one_at_a_time().await;
     const HALF_OPEN: usize = 3_000;
     let timeout = Duration::from_secs(3);
     let stack = Stack::builder("hostile-half-open")
@@ -129,6 +79,7 @@ async fn thousands_of_half_open_connections_are_cut_and_starve_no_one() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_shed_with_a_503() {
+    let _serial = one_at_a_time().await;
     const CAP: usize = 100;
     let stack = Stack::builder("hostile-cap")
         .gateway_env("MAX_CONNECTIONS", CAP.to_string())
@@ -190,6 +141,7 @@ async fn connections_over_the_cap_are_shed_with_a_503() {
 
 #[tokio::test]
 async fn idle_dripping_and_slow_body_clients_are_cut_off() {
+    let _serial = one_at_a_time().await;
     let stack = Stack::builder("hostile-slow")
         .gateway_env("HTTP_HEADER_TIMEOUT_MS", "1000")
         .gateway_env("HTTP_IDLE_TIMEOUT_MS", "1500")
@@ -268,137 +220,4 @@ async fn idle_dripping_and_slow_body_clients_are_cut_off() {
         "{answer}"
     );
     assert_eq!(stack.trips_redis.count_keys("trip:*").await, 0);
-}
-
-/// A gRPC Create of trip `to`, as an HTTP/2 request and its framed body.
-fn create_request(grpc: &str, to: &str) -> (axum::http::Request<()>, Bytes) {
-    let request = axum::http::Request::post(format!("http://{grpc}/trips.v1.Trips/Create"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let message = CreateTripRequest {
-        airport_from: "RESET".into(),
-        airport_to: to.into(),
-    }
-    .encode_to_vec();
-    let mut body = vec![0u8];
-    body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&message);
-    (request, Bytes::from(body))
-}
-
-/// Pings on a connection of their own until `until`: how many, and the
-/// slowest.
-async fn others_served(grpc: &str, until: Instant) -> (u32, Duration) {
-    let channel = Channel::from_shared(format!("http://{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut airports = AirportsClient::new(channel);
-    let (mut calls, mut slowest) = (0, Duration::ZERO);
-    while Instant::now() < until {
-        let started = Instant::now();
-        airports
-            .ping(airports::PingRequest {})
-            .await
-            .expect("served during the attack");
-        slowest = slowest.max(started.elapsed());
-        calls += 1;
-    }
-    (calls, slowest)
-}
-
-/// Opens streams on HTTP/2 connections to `grpc` until `until`, each a
-/// trips Create reset by the client `lag` after it was sent (at once when
-/// zero, as CVE-2023-44487's rapid reset does), with at most `open` at a
-/// time. Returns the streams opened and the connections it took.
-async fn reset_streams(grpc: &str, until: Instant, lag: Duration, open: usize) -> (u64, u64) {
-    let (mut streams, mut connections) = (0u64, 0u64);
-    'connections: while Instant::now() < until {
-        let tcp = TcpStream::connect(grpc).await.unwrap();
-        let Ok((mut client, connection)) = h2::client::handshake(tcp).await else {
-            continue;
-        };
-        connections += 1;
-        tokio::spawn(connection);
-        let mut sent = VecDeque::with_capacity(open);
-        while Instant::now() < until {
-            if !lag.is_zero() && sent.len() == open {
-                let (at, mut stream): (Instant, h2::SendStream<Bytes>) = sent.pop_front().unwrap();
-                tokio::time::sleep_until((at + lag).into()).await;
-                stream.send_reset(h2::Reason::CANCEL);
-            }
-            let Ok(ready) = client.ready().await else {
-                continue 'connections;
-            };
-            client = ready;
-            let (request, body) = create_request(grpc, &format!("R{streams}"));
-            let Ok((_, mut stream)) = client.send_request(request, false) else {
-                continue 'connections;
-            };
-            let _ = stream.send_data(body, true);
-            if lag.is_zero() {
-                stream.send_reset(h2::Reason::CANCEL);
-            } else {
-                sent.push_back((Instant::now(), stream));
-            }
-            streams += 1;
-        }
-    }
-    (streams, connections)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rapid_reset_closes_the_connection_and_starves_no_one() {
-    let stack = Stack::start("hostile-rapid-reset").await;
-    let grpc = stack.gateway.grpc.as_str();
-    let until = Instant::now() + Duration::from_secs(3);
-    let ((streams, connections), (calls, slowest)) = tokio::join!(
-        reset_streams(grpc, until, Duration::ZERO, 0),
-        others_served(grpc, until)
-    );
-    println!(
-        "rapid reset: {streams} streams over {connections} connections in 3 s; \
-         meanwhile {calls} calls, slowest {slowest:?}"
-    );
-    assert!(streams > 1_000, "the attack ran: {streams}");
-    // h2 answers streams reset before they are accepted with GOAWAY
-    // (ENHANCE_YOUR_CALM) after MAX_PENDING_ACCEPT_RESETS: the attacker
-    // keeps having to reconnect.
-    assert!(connections > 1, "{connections} connections");
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_abandoned_after_they_started_are_held_back() {
-    let mut stack = Stack::start("hostile-abandoned").await;
-    // With trips gone, every Create waits on its queue until the client
-    // resets it: each one that got past the brake is a message there.
-    stack.trips.pop().unwrap().shut_down().await;
-    let grpc = stack.gateway.grpc.as_str();
-    let seconds = 3;
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let ((streams, connections), (calls, slowest)) = tokio::join!(
-        reset_streams(grpc, until, Duration::from_millis(50), 100),
-        others_served(grpc, until)
-    );
-    let broker = lapin::Connection::connect(&testkit::amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = broker.create_channel().await.unwrap();
-    let queue = stack.namespace.topology().queue("trips.v1.Trips");
-    let published = testkit::message_count(&channel, &queue).await;
-    broker.close(200, "done".into()).await.unwrap();
-    println!(
-        "abandoned after 50 ms: {streams} streams over {connections} connections in \
-         {seconds} s, {published} reached the broker; meanwhile {calls} calls, slowest {slowest:?}"
-    );
-    assert!(streams > 1_000, "the attack ran: {streams}");
-    // A burst of 200 abandoned calls per connection, then 100 a second, and
-    // those in flight when the budget ran out.
-    let bound = connections * (200 + 100) + 100 * seconds;
-    assert!(u64::from(published) <= bound, "{published} > {bound}");
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
 }
