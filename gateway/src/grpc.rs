@@ -44,6 +44,8 @@ pub async fn serve(
         .expect("the descriptor set is valid");
 
     let served = Server::builder()
+        // Telemetry: each request's span and metrics (telemetry.rs).
+        .layer(crate::telemetry::ObserveGrpc)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -13,6 +13,7 @@ mod healthcheck;
 mod json;
 mod metrics;
 mod rest;
+mod telemetry;
 
 use std::future::Future;
 

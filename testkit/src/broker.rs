@@ -68,6 +68,7 @@ impl Namespace {
         BackendConfig {
             rpc: self.rpc_config(),
             redis_url: redis_url.to_owned(),
+            metrics_addr: None,
         }
     }
 

@@ -3,14 +3,17 @@
 //! [`Namespace`] of its own, deleted afterwards), real Redis servers (one
 //! private `redis-server` per store, so a test may stop and restart it), and
 //! our services, in-process or as child processes ([`Run`]), put together by
-//! [`Stack`].
+//! [`Stack`]; and an OTLP receiver ([`OtlpReceiver`]) for the traces they
+//! export.
 //!
 //! Readiness is polled against a deadline ([`wait_for`]); nothing here sleeps
 //! and hopes. Nothing here is compiled into the services themselves.
 
 mod broker;
+mod otlp;
 mod process;
 mod redis;
+mod scrape;
 mod services;
 mod stack;
 mod tools;
@@ -19,8 +22,10 @@ mod wait;
 pub use crate::broker::{
     Namespace, amqp_url, broker_objects, message_count, rabbitmqctl, rabbitmqctl_command,
 };
+pub use crate::otlp::{OtlpReceiver, ReceivedSpan};
 pub use crate::process::{Process, binary, log_filter};
 pub use crate::redis::RedisServer;
+pub use crate::scrape::metric_value;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};
 pub use crate::stack::{HEALTHY, Stack, StackBuilder};
 pub use crate::tools::{tool, workspace};

@@ -20,6 +20,7 @@ pub struct StackBuilder {
     gateway: Run,
     trips_replicas: usize,
     gateway_env: Vec<(&'static str, String)>,
+    backend_env: Vec<(&'static str, String)>,
     log_filter: Option<String>,
 }
 
@@ -48,6 +49,15 @@ impl StackBuilder {
         self
     }
 
+    /// Adds a variable to every backend's environment (trips replicas and
+    /// airports), e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`, or `METRICS_ADDR`
+    /// (`127.0.0.1:0`: each backend process then tells its own port, see
+    /// `Process::metrics_url`).
+    pub fn backend_env(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.backend_env.push((name, value.into()));
+        self
+    }
+
     /// The services' `RUST_LOG` (default: `testkit::log_filter()`).
     pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
         self.log_filter = Some(filter.into());
@@ -63,17 +73,21 @@ impl StackBuilder {
         common_env.extend(self.log_filter.map(|filter| ("RUST_LOG", filter)));
         let backend_env = |redis: &RedisServer| {
             let mut env = common_env.clone();
+            env.extend(self.backend_env.iter().cloned());
             env.push(("REDIS_URL", redis.url()));
             env
         };
-        let trips = (0..self.trips_replicas)
-            .map(|_| Running::backend(Backend::Trips, self.backends, &backend_env(&trips_redis)))
-            .collect();
+        let mut trips = Vec::with_capacity(self.trips_replicas);
+        for _ in 0..self.trips_replicas {
+            let env = backend_env(&trips_redis);
+            trips.push(Running::backend(Backend::Trips, self.backends, &env).await);
+        }
         let airports = Running::backend(
             Backend::Airports,
             self.backends,
             &backend_env(&airports_redis),
-        );
+        )
+        .await;
         let mut gateway_env = common_env.clone();
         gateway_env.extend(self.gateway_env);
         let gateway = Gateway::start(self.gateway, &gateway_env).await;
@@ -116,6 +130,7 @@ impl Stack {
             gateway: Run::InProcess,
             trips_replicas: 1,
             gateway_env: Vec::new(),
+            backend_env: Vec::new(),
             log_filter: None,
         }
     }

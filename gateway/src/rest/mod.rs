@@ -10,7 +10,7 @@ mod api;
 mod error;
 mod handlers;
 
-use airbridge::rpc::{IDEMPOTENCY_KEY, TRACEPARENT_HEADER};
+use airbridge::rpc::{IDEMPOTENCY_KEY, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
@@ -50,6 +50,7 @@ pub fn router(backends: BackendClients, prometheus: PrometheusHandle) -> Router 
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn(crate::metrics::track_http))
+        .route_layer(middleware::from_fn(crate::telemetry::http_span))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -59,12 +60,13 @@ pub fn router(backends: BackendClients, prometheus: PrometheusHandle) -> Router 
         })
 }
 
-/// The request to a backend, carrying the caller's `traceparent` and
-/// `Idempotency-Key` headers along.
+/// The request to a backend, carrying the caller's `traceparent`,
+/// `tracestate` and `Idempotency-Key` headers along.
 fn rpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     for (from, to) in [
         (TRACEPARENT_HEADER, TRACEPARENT_HEADER),
+        (TRACESTATE_HEADER, TRACESTATE_HEADER),
         ("idempotency-key", IDEMPOTENCY_KEY),
     ] {
         if let Some(value) = headers
