@@ -96,7 +96,11 @@ async fn calls_succeed_again_after_the_broker_closes_every_connection() {
     .await;
     assert_eq!(pong.message, "pong");
     assert!(rpc.is_connected());
-    assert_eq!(reconnects(), Some(1.0), "counted (rpc_client_reconnects_total)");
+    assert_eq!(
+        reconnects(),
+        Some(1.0),
+        "counted (rpc_client_reconnects_total)"
+    );
     println!(
         "{} calls failed cleanly while reconnecting",
         failures.into_inner()

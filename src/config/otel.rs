@@ -25,7 +25,7 @@ pub struct TracingConfig {
     /// `OTEL_RESOURCE_ATTRIBUTES`; `None`: the binary's name.
     pub service_name: Option<String>,
     /// The other `OTEL_RESOURCE_ATTRIBUTES`, in order.
-    pub resource_attributes: Vec<(String, String)>,
+    pub resource_attributes: Attributes,
     /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
     pub sampler: Sampler,
     /// How long one export may take (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`,
@@ -190,8 +190,11 @@ fn sampler(env: &Env) -> Result<Sampler, ConfigError> {
     Ok(Sampler { parent_based, root })
 }
 
+/// Resource attributes, as `OTEL_RESOURCE_ATTRIBUTES` lists them.
+type Attributes = Vec<(String, String)>;
+
 /// The service name and the other resource attributes.
-fn resource(env: &Env) -> Result<(Option<String>, Vec<(String, String)>), ConfigError> {
+fn resource(env: &Env) -> Result<(Option<String>, Attributes), ConfigError> {
     const NAME: &str = "OTEL_RESOURCE_ATTRIBUTES";
     let mut service_name = None;
     let mut attributes = Vec::new();

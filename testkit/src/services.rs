@@ -48,7 +48,7 @@ pub enum Running {
     /// Served by a task here; stopped (abruptly) when dropped.
     InProcess(Task),
     /// A child process; killed when dropped.
-    Process(Process),
+    Process(Box<Process>),
 }
 
 /// A service's task in this process.
@@ -97,9 +97,11 @@ impl Running {
                     spawn_announcing(backend.name(), env, "airbridge::app", &["metrics_addr"])
                         .await;
                 process.set_metrics_addr(addrs[0]);
-                Running::Process(process)
+                Running::Process(Box::new(process))
             }
-            Run::Process => Running::Process(Process::spawn(&binary(backend.name()), env)),
+            Run::Process => {
+                Running::Process(Box::new(Process::spawn(&binary(backend.name()), env)))
+            }
             Run::InProcess => {
                 let config = BackendConfig::from_env(&Env::from_pairs(env.iter().cloned()))
                     .expect("a valid backend configuration");
@@ -205,7 +207,7 @@ impl Gateway {
                 ]);
                 let (process, addrs) =
                     spawn_announcing("gateway", &env, "gateway", &["http_addr", "grpc_addr"]).await;
-                (Running::Process(process), addrs[0], addrs[1])
+                (Running::Process(Box::new(process)), addrs[0], addrs[1])
             }
         };
         Self {
