@@ -452,4 +452,65 @@ async fn one_trace_from_the_caller_to_redis_and_metrics_that_count_the_calls() {
         !trips.contains("Teleport"),
         "no label from a request's own words"
     );
+
+    // Health checks and the gateway's own probes (every 5 s) start no trace.
+    let probes: Vec<_> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.name.ends_with("/Ping") || s.name.contains("/health"))
+        .collect();
+    assert!(probes.is_empty(), "{probes:#?}");
+}
+
+#[tokio::test]
+async fn stopping_exports_the_last_spans() {
+    // Batches would go out every ten minutes: only the flush on SIGTERM can
+    // deliver this request's spans in time.
+    let receiver = OtlpReceiver::start().await;
+    let mut builder = Stack::builder("otel-flush")
+        .backends(Run::Process)
+        .gateway(Run::Process);
+    for (name, value) in [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()),
+    ] {
+        builder = builder
+            .gateway_env(name, value.clone())
+            .backend_env(name, value);
+    }
+    let mut stack = builder.start().await;
+    let (trace, parent) = caller();
+    let created = stack
+        .client
+        .post(stack.url("/airport"))
+        .header("traceparent", format!("00-{trace}-{parent}-01"))
+        .body(r#"{"airport": "Ezeiza"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    assert!(
+        receiver.spans().is_empty(),
+        "nothing exported before the stop"
+    );
+
+    for process in [stack.gateway.running.process(), stack.airports.process()] {
+        process.signal("TERM");
+        assert_eq!(process.wait(Duration::from_secs(15)).await, Some(0));
+    }
+    let spans = receiver.trace(&trace, WITHIN, |s| s.len() >= 4).await;
+    let mut names: Vec<_> = spans
+        .iter()
+        .map(|s| format!("{} {}", s.service, s.name))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "airports EVALSHA",
+            "airports airports.v1.Airports/Create",
+            "gateway POST /airport",
+            "gateway airports.v1.Airports/Create",
+        ]
+    );
 }

@@ -5,11 +5,14 @@
 //! does not matter for them (it still reads `OTEL_BSP_*` for batch sizes and
 //! delays, and `OTEL_EXPORTER_OTLP_HEADERS` for the collector's headers).
 
-use opentelemetry::KeyValue;
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+};
 
 use crate::config::{RootSampler, TracingConfig};
 
@@ -52,7 +55,38 @@ pub(super) fn provider(config: &TracingConfig, service: &str) -> Result<SdkTrace
     };
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(sampler)
+        .with_sampler(StartAtServers(sampler))
         .with_resource(resource)
         .build())
+}
+
+/// The configured sampler, except that no trace starts at a client span. A
+/// call made outside any request is the gateway's own health probe (both
+/// backends, every 5 s): tracing it would bury the traces of the requests
+/// people send. Its context goes out marked not sampled, so the backends
+/// leave it out too.
+#[derive(Clone, Debug)]
+struct StartAtServers(Sampler);
+
+impl ShouldSample for StartAtServers {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let orphan = parent.is_none_or(|context| !context.has_active_span());
+        if orphan && *kind == SpanKind::Client {
+            return SamplingResult {
+                decision: SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            };
+        }
+        self.0
+            .should_sample(parent, trace_id, name, kind, attributes, links)
+    }
 }
