@@ -16,10 +16,10 @@ use airbridge::airports::v1::airports_server::Airports;
 use airbridge::trips::v1::trips_server::Trips;
 use airbridge::trips::v1::{GetTripRequest, PingRequest};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use testkit::{metric_value, wait_for};
+use testkit::{metric_value, publish, wait_for};
 use tonic::{Code, Request};
 
 use crate::served::Served;
@@ -112,25 +112,7 @@ async fn the_transport_counts_what_it_does() {
             .with_content_type("application/x-protobuf".into())
             .with_type(method.into())
     };
-    let publish = |properties: BasicProperties| {
-        let channel = channel.clone();
-        let queue = queue.clone();
-        async move {
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    b"",
-                    properties,
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-        }
-    };
-    publish(request("NoSuchMethod-1f3a")).await;
+    publish(&channel, &queue, b"", request("NoSuchMethod-1f3a")).await;
     expect(
         &format!(r#"rpc_server_dead_lettered_total{{{trips_labels},reason="rejected"}}"#),
         1.0,
@@ -155,7 +137,7 @@ async fn the_transport_counts_what_it_does() {
         0.0,
     )
     .await;
-    publish(request("Ping")).await;
+    publish(&channel, &queue, b"", request("Ping")).await;
     let taker = connection.create_channel().await.unwrap();
     let mut taken = taker
         .basic_consume(

@@ -97,19 +97,10 @@ pub async fn compare(
     let mut on = Stack::builder("bench-otel")
         .backends(Run::Process)
         .gateway(Run::Process)
-        .gateway_env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())
-        .backend_env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .start()
         .await;
-    let on_airport = reqwest::Client::new()
-        .post(on.url("/airport"))
-        .body(r#"{"airport": "Ezeiza"}"#)
-        .send()
-        .await
-        .expect("create an airport")
-        .text()
-        .await
-        .expect("its id");
+    let on_airport = crate::create_airport(&on.gateway.http).await;
     let mut processes = crate::stack_processes(&mut on);
     processes.push((SINK.to_owned(), sink.process.id()));
     let on_cpu = CpuMeter::new(processes);

@@ -163,17 +163,7 @@ async fn start() -> System {
 
 async fn run(settings: Settings) -> report::Report {
     let mut system = start().await;
-    let client = reqwest::Client::new();
-    let airport_id = client
-        .post(format!("{}/airport", system.http))
-        .body(r#"{"airport": "Ezeiza"}"#)
-        .send()
-        .await
-        .expect("create an airport")
-        .text()
-        .await
-        .unwrap();
-    assert!(airbridge::id::is_id(&airport_id), "{airport_id}");
+    let airport_id = create_airport(&system.http).await;
 
     let processes = [
         ("gateway", system.gateway().id()),
@@ -274,6 +264,21 @@ async fn run(settings: Settings) -> report::Report {
     let mut report = report::with_rss(rows, &idle, &peak);
     report.trace_export = export::compare(&settings, &system.stack, &cpu, &airport_id).await;
     report
+}
+
+/// Creates an airport through the gateway at `http`; its id.
+pub async fn create_airport(http: &str) -> String {
+    let id = reqwest::Client::new()
+        .post(format!("{http}/airport"))
+        .body(r#"{"airport": "Ezeiza"}"#)
+        .send()
+        .await
+        .expect("create an airport")
+        .text()
+        .await
+        .expect("its id");
+    assert!(airbridge::id::is_id(&id), "{id}");
+    id
 }
 
 /// One gRPC `airports.v1.Airports/Get` over `connection`.

@@ -14,10 +14,9 @@ use std::time::Duration;
 use airbridge::id::new_id;
 use airbridge::trips::v1::GetTripRequest;
 use airbridge::trips::v1::trips_client::TripsClient;
-use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use testkit::{OtlpReceiver, ReceivedSpan, Run, Stack, metric_value, wait_for};
+use testkit::{OtlpReceiver, ReceivedSpan, Run, Stack, metric_value, publish, wait_for};
 
 const SERVER: &str = "SPAN_KIND_SERVER";
 const CLIENT: &str = "SPAN_KIND_CLIENT";
@@ -144,9 +143,7 @@ async fn one_trace_from_the_caller_to_redis_and_metrics_that_count_the_calls() {
         .gateway(Run::Process)
         .backend_env("METRICS_ADDR", "127.0.0.1:0");
     for (name, value) in receiver.env() {
-        builder = builder
-            .gateway_env(name, value.clone())
-            .backend_env(name, value);
+        builder = builder.env(name, value);
     }
     let mut stack = builder.start().await;
 
@@ -256,21 +253,16 @@ async fn one_trace_from_the_caller_to_redis_and_metrics_that_count_the_calls() {
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let queue = stack.namespace.topology().queue("trips.v1.Trips");
-    channel
-        .basic_publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            b"",
-            BasicProperties::default()
-                .with_content_type("application/x-protobuf".into())
-                .with_type("Teleport".into())
-                .with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(
+        &channel,
+        &queue,
+        b"",
+        BasicProperties::default()
+            .with_content_type("application/x-protobuf".into())
+            .with_type("Teleport".into())
+            .with_headers(headers),
+    )
+    .await;
     let spans = receiver.trace(&trace, WITHIN, |s| !s.is_empty()).await;
     let rejected = one(&spans, "trips", SERVER, "trips.v1.Trips/Teleport");
     assert_eq!(rejected.parent_span_id, parent);
@@ -467,18 +459,13 @@ async fn stopping_exports_the_last_spans() {
     // Batches would go out every ten minutes: only the flush on SIGTERM can
     // deliver this request's spans in time.
     let receiver = OtlpReceiver::start().await;
-    let mut builder = Stack::builder("otel-flush")
+    let mut stack = Stack::builder("otel-flush")
         .backends(Run::Process)
-        .gateway(Run::Process);
-    for (name, value) in [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()),
-    ] {
-        builder = builder
-            .gateway_env(name, value.clone())
-            .backend_env(name, value);
-    }
-    let mut stack = builder.start().await;
+        .gateway(Run::Process)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .start()
+        .await;
     let (trace, parent) = caller();
     let created = stack
         .client

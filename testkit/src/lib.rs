@@ -20,7 +20,7 @@ mod tools;
 mod wait;
 
 pub use crate::broker::{
-    Namespace, amqp_url, broker_objects, message_count, rabbitmqctl, rabbitmqctl_command,
+    Namespace, amqp_url, broker_objects, message_count, publish, rabbitmqctl, rabbitmqctl_command,
 };
 pub use crate::otlp::{OtlpReceiver, ReceivedSpan};
 pub use crate::process::{Process, binary, log_filter};

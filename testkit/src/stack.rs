@@ -49,8 +49,16 @@ impl StackBuilder {
         self
     }
 
+    /// Adds a variable to every service's environment: the gateway's and the
+    /// backends' (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn env(self, name: &'static str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        self.gateway_env(name, value.clone())
+            .backend_env(name, value)
+    }
+
     /// Adds a variable to every backend's environment (trips replicas and
-    /// airports), e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`, or `METRICS_ADDR`
+    /// airports), e.g. `METRICS_ADDR`
     /// (`127.0.0.1:0`: each backend process then tells its own port, see
     /// `Process::metrics_url`).
     pub fn backend_env(mut self, name: &'static str, value: impl Into<String>) -> Self {
