@@ -22,7 +22,6 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use prost::Message;
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
-
 use tracing::Instrument;
 
 use super::telemetry::{self, ClientCall};
@@ -198,7 +197,6 @@ impl RpcClient {
         let mut current = self.inner.session.write().expect("poisoned");
         telemetry::connected(current.is_some());
         *current = Some(session.clone());
-        drop(current);
         Ok(session)
     }
 }
