@@ -191,6 +191,10 @@ pub mod {module} {{
             SERVICE_NAME
         }}
 
+        fn methods(&self) -> &'static [&'static str] {{
+            METHODS
+        }}
+
         async fn call(
             &self,
             call: crate::rpc::IncomingCall,

@@ -1,7 +1,8 @@
 //! The one start-up path of every airbridge binary: choose the subcommand,
 //! parse the environment into typed settings (a bad value ends the process
-//! here, with one line and status 2, and nowhere else), set up logging, and
-//! run the binary's future on the runtime `WORKER_THREADS` asks for. Also the
+//! here, with one line and status 2, and nowhere else), set up logging and
+//! tracing, run the binary's future on the runtime `WORKER_THREADS` asks
+//! for, and flush the last spans when it ends. Also the
 //! pieces the backends share: serving a service from its queue with its
 //! store, and the `healthcheck` subcommand container health checks run (the
 //! runtime images have no curl).
@@ -23,8 +24,9 @@ pub enum Command {
 }
 
 /// The whole `main` of binary `name`: reads the command line and the
-/// environment into settings `C`, sets up logging and the runtime, and runs
-/// `run(command, settings)` to completion.
+/// environment into settings `C`, sets up the runtime, logging and tracing
+/// (spans named after `name` unless `OTEL_SERVICE_NAME` says otherwise), and
+/// runs `run(command, settings)` to completion.
 pub fn main<C, F, Fut>(name: &str, run: F) -> ExitCode
 where
     C: FromEnv,
@@ -46,10 +48,24 @@ where
         Ok(parsed) => parsed,
         Err(err) => return invalid(err),
     };
-    if command == Command::Serve {
-        crate::telemetry::init(&process);
-    }
-    runtime(process.worker_threads).block_on(run(command, settings))
+    runtime(process.worker_threads).block_on(async move {
+        // Inside the runtime: the trace exporter runs on it.
+        let telemetry = match command {
+            Command::Serve => match crate::telemetry::init(&process, name) {
+                Ok(telemetry) => Some(telemetry),
+                Err(err) => {
+                    eprintln!("{name}: {err}");
+                    return ExitCode::from(2);
+                }
+            },
+            Command::Healthcheck => None,
+        };
+        let code = run(command, settings).await;
+        if let Some(telemetry) = telemetry {
+            telemetry.shutdown().await;
+        }
+        code
+    })
 }
 
 /// Reports a configuration error as one line; status 2.
@@ -102,19 +118,40 @@ where
 }
 
 /// Serves a backend: its records of `kind` in its Redis, its calls from the
-/// broker, until `shutdown`; then finishes the calls in flight.
+/// broker, and its metrics on `METRICS_ADDR` when set, until `shutdown`;
+/// then finishes the calls in flight. Fails only when it cannot listen on
+/// `METRICS_ADDR`.
 #[cfg(feature = "store")]
 pub async fn serve_backend<S, F>(
     config: &crate::config::BackendConfig,
     kind: &'static str,
     service: F,
     shutdown: impl Future<Output = ()>,
-) where
+) -> std::io::Result<()>
+where
     S: crate::rpc::Service,
     F: FnOnce(crate::store::RecordStore) -> S,
 {
     let store = crate::store::RecordStore::new(&config.redis_url, kind)
         .expect("REDIS_URL was checked when the configuration was read");
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot listen on METRICS_ADDR={addr}: {err}"),
+                )
+            })?;
+            // Installed before the service starts, so it counts from the first call.
+            crate::prometheus::handle();
+            tracing::info!(metrics_addr = %listener.local_addr()?, "serving metrics at /metrics");
+            Some(tokio::spawn(crate::prometheus::serve(
+                listener,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let rpc = &config.rpc;
     tracing::info!(
         namespace = rpc.topology.namespace().unwrap_or(""),
@@ -122,5 +159,9 @@ pub async fn serve_backend<S, F>(
         "starting"
     );
     crate::rpc::serve(rpc, service(store), shutdown).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     tracing::info!("stopped");
+    Ok(())
 }

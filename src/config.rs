@@ -2,9 +2,10 @@
 //! settings; nothing reads a variable after that.
 //!
 //! Every binary reads [`ProcessConfig`] (`WORKER_THREADS`, `RUST_LOG`,
-//! `LOG_FORMAT`) and its own settings: [`BackendConfig`] for trips and
-//! airports, the gateway's `GatewayConfig` (`HTTP_ADDR`, `GRPC_ADDR`) built
-//! from the same parts. The RPC settings ([`rpc_config`]) are common to all:
+//! `LOG_FORMAT`, and the OpenTelemetry `OTEL_*` variables, in `otel.rs`) and
+//! its own settings: [`BackendConfig`] for trips and airports (with
+//! `METRICS_ADDR`), the gateway's `GatewayConfig` (`HTTP_ADDR`, `GRPC_ADDR`)
+//! built from the same parts. The RPC settings ([`rpc_config`]) are common to all:
 //! `AMQP_URL` (or the original system's `RABBIT_USER`, `RABBIT_PASSWORD`,
 //! `RABBIT_HOST`, `RABBIT_PORT`), `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`,
 //! `RPC_PREFETCH`; the backends add `REDIS_URL` (or `REDIS_HOST`,
@@ -21,6 +22,10 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::rpc::{RpcConfig, Topology};
+
+mod otel;
+
+pub use otel::{RootSampler, Sampler, TracingConfig, tracing_config};
 
 /// The Redis used when nothing is configured.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -66,6 +71,8 @@ pub struct ProcessConfig {
     pub log_filter: String,
     /// JSON lines instead of text (`LOG_FORMAT=json`).
     pub log_json: bool,
+    /// Trace export over OTLP (the `OTEL_*` variables); `None`: no tracing.
+    pub tracing: Option<TracingConfig>,
 }
 
 impl FromEnv for ProcessConfig {
@@ -89,6 +96,7 @@ impl FromEnv for ProcessConfig {
             worker_threads,
             log_filter: log_filter.to_owned(),
             log_json,
+            tracing: tracing_config(env)?,
         })
     }
 }
@@ -100,6 +108,9 @@ pub struct BackendConfig {
     pub rpc: RpcConfig,
     /// The backend's own Redis (`REDIS_URL`).
     pub redis_url: String,
+    /// Where to serve Prometheus metrics (`METRICS_ADDR`, e.g.
+    /// `0.0.0.0:9464`); `None`: no admin port, no metrics recorded.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl FromEnv for BackendConfig {
@@ -107,6 +118,7 @@ impl FromEnv for BackendConfig {
         Ok(Self {
             rpc: rpc_config(env)?,
             redis_url: redis_url(env)?,
+            metrics_addr: env.parse_opt("METRICS_ADDR")?,
         })
     }
 }
@@ -238,12 +250,22 @@ impl Env {
         T: FromStr,
         T::Err: Display,
     {
-        match self.get(name) {
-            None => Ok(default),
-            Some(value) => value
-                .parse()
-                .map_err(|err| ConfigError::new(name, value, err)),
-        }
+        Ok(self.parse_opt(name)?.unwrap_or(default))
+    }
+
+    /// Parses `name`, or returns `None` when it is unset.
+    pub fn parse_opt<T>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.get(name)
+            .map(|value| {
+                value
+                    .parse()
+                    .map_err(|err| ConfigError::new(name, value, err))
+            })
+            .transpose()
     }
 
     /// A listening address such as `HTTP_ADDR`, or `default`.
@@ -285,10 +307,12 @@ mod tests {
         assert_eq!(backend.rpc.default_timeout, Duration::from_secs(5));
         assert_eq!(backend.rpc.prefetch, 64);
         assert_eq!(backend.rpc.topology.namespace(), None);
+        assert_eq!(backend.metrics_addr, None);
         let process = ProcessConfig::from_env(&env).unwrap();
         assert_eq!(process.worker_threads, 1);
         assert_eq!(process.log_filter, DEFAULT_LOG_FILTER);
         assert!(!process.log_json);
+        assert_eq!(process.tracing, None);
     }
 
     #[test]
@@ -327,6 +351,11 @@ mod tests {
             ("RPC_TIMEOUT_MS", backend(&[("RPC_TIMEOUT_MS", "0")])),
             ("RPC_PREFETCH", backend(&[("RPC_PREFETCH", "lots")])),
             ("AMQP_NAMESPACE", backend(&[("AMQP_NAMESPACE", "a b")])),
+            ("METRICS_ADDR", backend(&[("METRICS_ADDR", "9464")])),
+            (
+                "OTEL_TRACES_SAMPLER",
+                process(&[("OTEL_TRACES_SAMPLER", "sometimes")]),
+            ),
             ("WORKER_THREADS", process(&[("WORKER_THREADS", "many")])),
             ("RUST_LOG", process(&[("RUST_LOG", "=[")])),
             ("LOG_FORMAT", process(&[("LOG_FORMAT", "xml")])),

@@ -3,11 +3,12 @@
 //! `proto/` is the one contract. `build.rs` turns it into the message types,
 //! the tonic clients and servers, and AMQP RPC stubs; this crate holds the
 //! transport those stubs use ([`rpc`]) and what every binary needs at start-up
-//! ([`config`], [`telemetry`], [`shutdown`]).
+//! ([`config`], [`telemetry`], [`prometheus`], [`shutdown`]).
 
 pub mod app;
 pub mod config;
 pub mod id;
+pub mod prometheus;
 pub mod rpc;
 pub mod shutdown;
 mod status;

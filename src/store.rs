@@ -15,7 +15,8 @@
 //! rather than answered with the id of a different record.
 //!
 //! Errors are the store's own [`StoreError`]; `status.rs` turns them into gRPC
-//! statuses where a service answers its caller.
+//! statuses where a service answers its caller. Each command is observed
+//! (span, latency, errors) by `telemetry/redis.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use deadpool_redis::{Pool, PoolConfig, PoolError, Runtime, Timeouts};
 
 use crate::config::ConfigError;
 use crate::id::{is_id, new_id};
+use crate::telemetry::redis::observe;
 
 /// How long a request's `message_id` is remembered for idempotent creates.
 const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
@@ -129,20 +131,23 @@ impl RecordStore {
     ) -> Result<String, StoreError> {
         let message_id = message_id.map_or_else(new_id, str::to_owned);
         let id = new_id();
-        let mut connection = self.connection().await?;
-        let mut invocation = self.create_once.prepare_invoke();
-        invocation
-            .key(format!("{}:request:{message_id}", self.kind))
-            .key(self.key(&id))
-            .arg(&id)
-            .arg(IDEMPOTENCY_TTL_SECS);
-        for (field, value) in fields {
-            invocation.arg(*field).arg(*value);
-        }
-        let (id, outcome): (String, String) = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|err| self.failed(err))?;
+        let (id, outcome): (String, String) = observe("EVALSHA", async {
+            let mut connection = self.connection().await?;
+            let mut invocation = self.create_once.prepare_invoke();
+            invocation
+                .key(format!("{}:request:{message_id}", self.kind))
+                .key(self.key(&id))
+                .arg(&id)
+                .arg(IDEMPOTENCY_TTL_SECS);
+            for (field, value) in fields {
+                invocation.arg(*field).arg(*value);
+            }
+            invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|err| self.failed(err))
+        })
+        .await?;
         match outcome.as_str() {
             "new" | "same" => Ok(id),
             "other" => Err(StoreError::KeyReused),
@@ -157,22 +162,29 @@ impl RecordStore {
         if !is_id(id) {
             return Ok(None);
         }
-        let mut connection = self.connection().await?;
-        let fields: HashMap<String, String> = connection
-            .hgetall(self.key(id))
-            .await
-            .map_err(|err| self.failed(err))?;
+        let fields: HashMap<String, String> = observe("HGETALL", async {
+            let mut connection = self.connection().await?;
+            connection
+                .hgetall(self.key(id))
+                .await
+                .map_err(|err| self.failed(err))
+        })
+        .await?;
         Ok((!fields.is_empty()).then_some(fields))
     }
 
     /// Whether Redis answers a PING right now.
     pub async fn ping(&self) -> bool {
-        let Ok(mut connection) = self.connection().await else {
-            return false;
-        };
-        let pong: redis::RedisResult<String> =
-            redis::cmd("PING").query_async(&mut connection).await;
-        pong.map_err(|err| self.failed(err)).is_ok()
+        observe("PING", async {
+            let mut connection = self.connection().await?;
+            let pong: String = redis::cmd("PING")
+                .query_async(&mut connection)
+                .await
+                .map_err(|err| self.failed(err))?;
+            Ok(pong)
+        })
+        .await
+        .is_ok()
     }
 
     fn key(&self, id: &str) -> String {

@@ -13,12 +13,15 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// Starts a new trace.
+    /// Starts a new trace, not sampled: this process records nothing of it
+    /// (with tracing on, spans carry their own context instead), so a
+    /// service that follows its caller's sampling decision does not record
+    /// it either.
     pub fn random() -> Self {
         Self {
             trace_id: uuid::Uuid::new_v4().as_u128(),
             parent_id: random_span_id(),
-            flags: 1,
+            flags: 0,
         }
     }
 
@@ -90,7 +93,9 @@ mod tests {
         let child = parent.child();
         assert_eq!(child.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(child, parent);
-        assert!(TraceParent::parse(&TraceParent::random().to_string()).is_some());
+        let fresh = TraceParent::random().to_string();
+        assert!(TraceParent::parse(&fresh).is_some());
+        assert!(fresh.ends_with("-00"), "not sampled: {fresh}");
     }
 
     #[test]

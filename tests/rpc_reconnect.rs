@@ -11,7 +11,7 @@ use airbridge::trips::v1::{
     CreateTripRequest, CreateTripResponse, GetTripRequest, GetTripResponse, PingRequest,
     PingResponse,
 };
-use testkit::{Namespace, rabbitmqctl, wait_for};
+use testkit::{Namespace, metric_value, rabbitmqctl, wait_for};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
@@ -40,6 +40,8 @@ impl Trips for Pong {
 
 #[tokio::test]
 async fn calls_succeed_again_after_the_broker_closes_every_connection() {
+    let metrics = airbridge::prometheus::handle();
+    let reconnects = || metric_value(&metrics.render(), "rpc_client_reconnects_total");
     let namespace = Namespace::new("reconnect");
     let config = namespace.rpc_config();
     let stop = CancellationToken::new();
@@ -94,6 +96,11 @@ async fn calls_succeed_again_after_the_broker_closes_every_connection() {
     .await;
     assert_eq!(pong.message, "pong");
     assert!(rpc.is_connected());
+    assert_eq!(
+        reconnects(),
+        Some(1.0),
+        "counted (rpc_client_reconnects_total)"
+    );
     println!(
         "{} calls failed cleanly while reconnecting",
         failures.into_inner()
@@ -107,6 +114,7 @@ async fn calls_succeed_again_after_the_broker_closes_every_connection() {
         || async { ping().await.ok() },
     )
     .await;
+    assert_eq!(reconnects(), Some(2.0));
 
     stop.cancel();
     server.await.unwrap();

@@ -15,15 +15,20 @@ use airbridge::config::BackendConfig;
 
 pub use crate::service::{AirportsService, KIND};
 
-/// Serves `airports.v1.Airports` until `shutdown`, then answers the calls in flight.
-pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
+/// Serves `airports.v1.Airports` (and its metrics on `METRICS_ADDR`, when set)
+/// until `shutdown`, then answers the calls in flight. Fails only when it
+/// cannot listen on `METRICS_ADDR`.
+pub async fn serve(
+    config: &BackendConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     app::serve_backend(
         config,
         KIND,
         |store| AirportsAmqpServer::new(AirportsService::new(store)),
         shutdown,
     )
-    .await;
+    .await
 }
 
 /// Asks a running airports, through the broker, whether it is healthy: exit 0

@@ -10,10 +10,13 @@ use airbridge::shutdown;
 fn main() -> ExitCode {
     app::main("airports", |command, config: BackendConfig| async move {
         match command {
-            Command::Serve => {
-                airports::serve(&config, shutdown::signal()).await;
-                ExitCode::SUCCESS
-            }
+            Command::Serve => match airports::serve(&config, shutdown::signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = %err, "airports failed");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Healthcheck => airports::healthcheck(&config).await,
         }
     })

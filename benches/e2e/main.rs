@@ -18,13 +18,17 @@
 //!
 //! It prints a markdown table (req/s, p50/p99/p99.9, errors, ratio to the
 //! ceiling at the same concurrency, the CPU time each part of the system spent
-//! per request, and each process's RSS idle and under load) and writes the
-//! same as JSON to `bench-results/` (git-ignored).
+//! per request, and each process's RSS idle and under load), then what trace
+//! export costs (`export.rs`: a REST GET and a gRPC Create at 1 and 16
+//! connections, without and with OTLP export to a local sink, back to back),
+//! and writes the same as JSON to `bench-results/` (git-ignored).
 //! `BENCH_SECONDS` (default 10) and `BENCH_WARMUP_SECONDS` (default 2) set the
 //! length of each measurement.
 
+mod export;
 mod load;
 mod report;
+mod scenarios;
 
 use std::time::Duration;
 
@@ -36,8 +40,6 @@ use airbridge::airports::v1::{
     PingRequest, PingResponse,
 };
 use airbridge::rpc::RpcClient;
-use airbridge::trips::v1::CreateTripRequest;
-use airbridge::trips::v1::trips_client::TripsClient;
 use testkit::{Namespace, Process, Run, Stack, wait_for};
 use tonic::{Request, Response, Status};
 
@@ -53,6 +55,10 @@ fn main() {
     if std::env::var_os(ECHO_ROLE).is_some() {
         // The same runtime the backends run on.
         airbridge::app::runtime(1).block_on(serve_echo());
+        return;
+    }
+    if std::env::var_os(export::SINK_ROLE).is_some() {
+        airbridge::app::runtime(1).block_on(export::serve_sink());
         return;
     }
     // The load client runs on one thread, as the services do: on a
@@ -157,17 +163,7 @@ async fn start() -> System {
 
 async fn run(settings: Settings) -> report::Report {
     let mut system = start().await;
-    let client = reqwest::Client::new();
-    let airport_id = client
-        .post(format!("{}/airport", system.http))
-        .body(r#"{"airport": "Ezeiza"}"#)
-        .send()
-        .await
-        .expect("create an airport")
-        .text()
-        .await
-        .unwrap();
-    assert!(airbridge::id::is_id(&airport_id), "{airport_id}");
+    let airport_id = create_airport(&system.http).await;
 
     let processes = [
         ("gateway", system.gateway().id()),
@@ -208,15 +204,8 @@ async fn run(settings: Settings) -> report::Report {
         )
         .await;
         rows.push(Row::new("REST GET /airport/{id}", concurrency, get));
-        let connections =
-            load::http_connections(system.http.trim_start_matches("http://"), concurrency).await;
-        let path = format!("/airport/{airport_id}");
-        let rust_get = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
-            let connection = connections[worker].clone();
-            let path = path.clone();
-            async move { load::http_get(&connection, &path).await }
-        })
-        .await;
+        let rust_get =
+            scenarios::rest_get(&settings, &cpu, &system.http, &airport_id, concurrency).await;
         rows.push(Row::new(
             "REST GET /airport/{id} (Rust client)",
             concurrency,
@@ -236,10 +225,9 @@ async fn run(settings: Settings) -> report::Report {
         let origin: tonic::codegen::http::Uri =
             format!("http://{}", system.grpc).parse().expect("a URI");
         let id = airport_id.clone();
-        let by_worker = connections.clone();
         let get_origin = origin.clone();
         let grpc_get = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
-            grpc_get_airport(by_worker[worker].clone(), get_origin.clone(), id.clone())
+            grpc_get_airport(connections[worker].clone(), get_origin.clone(), id.clone())
         })
         .await;
         rows.push(Row::new(
@@ -254,10 +242,9 @@ async fn run(settings: Settings) -> report::Report {
                 load::grpc_connections(&system.grpc, concurrency.div_ceil(CALLS_PER_CONNECTION))
                     .await;
             let id = airport_id.clone();
-            let get_origin = origin.clone();
             let multiplexed = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
                 let connection = shared[worker % shared.len()].clone();
-                grpc_get_airport(connection, get_origin.clone(), id.clone())
+                grpc_get_airport(connection, origin.clone(), id.clone())
             })
             .await;
             rows.push(Row::new(
@@ -266,19 +253,7 @@ async fn run(settings: Settings) -> report::Report {
                 multiplexed,
             ));
         }
-        let grpc_create = load::closed_loop(&settings, &cpu, concurrency, move |worker| {
-            let mut trips = TripsClient::with_origin(connections[worker].clone(), origin.clone());
-            async move {
-                trips
-                    .create(CreateTripRequest {
-                        airport_from: "EZE".into(),
-                        airport_to: "CPC".into(),
-                    })
-                    .await
-                    .map(drop)
-            }
-        })
-        .await;
+        let grpc_create = scenarios::grpc_create(&settings, &cpu, &system.grpc, concurrency).await;
         rows.push(Row::new(
             "gRPC trips.v1.Trips/Create",
             concurrency,
@@ -286,7 +261,24 @@ async fn run(settings: Settings) -> report::Report {
         ));
     }
     let peak = sampler.stop().await;
-    report::with_rss(rows, &idle, &peak)
+    let mut report = report::with_rss(rows, &idle, &peak);
+    report.trace_export = export::compare(&settings, &system.stack, &cpu, &airport_id).await;
+    report
+}
+
+/// Creates an airport through the gateway at `http`; its id.
+pub async fn create_airport(http: &str) -> String {
+    let id = reqwest::Client::new()
+        .post(format!("{http}/airport"))
+        .body(r#"{"airport": "Ezeiza"}"#)
+        .send()
+        .await
+        .expect("create an airport")
+        .text()
+        .await
+        .expect("its id");
+    assert!(airbridge::id::is_id(&id), "{id}");
+    id
 }
 
 /// One gRPC `airports.v1.Airports/Get` over `connection`.
@@ -306,20 +298,24 @@ async fn grpc_get_airport(
 /// calls), the broker, the Redis servers and this program as load client
 /// (wrk's own time is not counted).
 fn cpu_meter(system: &mut System) -> CpuMeter {
+    let mut processes = stack_processes(&mut system.stack);
+    processes.push(("backends".to_owned(), system.echo.id()));
+    CpuMeter::new(processes)
+}
+
+/// A stack's processes by CPU group, with the broker and this program.
+pub fn stack_processes(stack: &mut Stack) -> Vec<(String, u32)> {
     let processes = [
-        ("gateway", Some(system.gateway().id())),
-        ("backends", Some(system.stack.trips[0].process().id())),
-        ("backends", Some(system.stack.airports.process().id())),
-        ("backends", Some(system.echo.id())),
+        ("gateway", Some(stack.gateway.running.process().id())),
+        ("backends", Some(stack.trips[0].process().id())),
+        ("backends", Some(stack.airports.process().id())),
         ("rabbitmq", load::broker_pid()),
-        ("redis", system.stack.trips_redis.id()),
-        ("redis", system.stack.airports_redis.id()),
+        ("redis", stack.trips_redis.id()),
+        ("redis", stack.airports_redis.id()),
         (load::LOAD_CLIENT, Some(std::process::id())),
     ];
-    CpuMeter::new(
-        processes
-            .into_iter()
-            .filter_map(|(name, pid)| Some((name.to_owned(), pid?)))
-            .collect(),
-    )
+    processes
+        .into_iter()
+        .filter_map(|(name, pid)| Some((name.to_owned(), pid?)))
+        .collect()
 }

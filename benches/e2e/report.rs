@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::export::ExportRow;
 use crate::load::{LOAD_CLIENT, Measurement, Rss};
 
 const CEILING: &str = "AMQP ceiling";
@@ -56,6 +57,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub rss_idle_mib: Rss,
     pub rss_peak_mib: Rss,
+    /// The same calls without and with trace export.
+    pub trace_export: Vec<ExportRow>,
 }
 
 /// Fills in each row's share of the ceiling measured at its concurrency.
@@ -74,6 +77,7 @@ pub fn with_rss(mut rows: Vec<Row>, idle: &Rss, peak: &Rss) -> Report {
         rows,
         rss_idle_mib: idle.clone(),
         rss_peak_mib: peak.clone(),
+        trace_export: Vec::new(),
     }
 }
 
@@ -110,6 +114,7 @@ pub fn print_and_save(report: &Report) {
             report.rss_peak_mib.get(name).copied().unwrap_or_default()
         );
     }
+    crate::export::print(&report.trace_export);
     println!();
     for (target, met) in targets(report) {
         println!("{} {target}", if met { "met:    " } else { "MISSED: " });

@@ -16,6 +16,7 @@ mod healthcheck;
 mod json;
 mod metrics;
 mod rest;
+mod telemetry;
 
 use std::future::Future;
 

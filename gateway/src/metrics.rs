@@ -1,46 +1,67 @@
 //! Prometheus metrics, served at `GET /metrics`: REST requests by route,
-//! method and status with latency histograms (recorded here), and AMQP RPC
-//! latency by method and status code (recorded by `airbridge::rpc`).
+//! method and status, and gRPC requests by service, method and status code,
+//! each with a latency histogram (recorded here); the AMQP client's calls,
+//! latency, calls in flight, reconnects and returned requests (recorded by
+//! `airbridge::rpc`). The recorder is the process's
+//! (`airbridge::prometheus`).
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::Once;
+use std::time::Instant;
 
+use airbridge::airports::v1::airports_amqp;
+use airbridge::trips::v1::trips_amqp;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tonic::Code;
 
-/// Latency buckets in seconds: from 100 µs, where a local call lands, to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+/// The label of a gRPC service or method the gateway does not serve.
+const UNKNOWN: &str = "unknown";
+
+/// The gRPC services the gateway serves, with their methods: the only label
+/// values a gRPC request can produce, whatever path it names.
+const GRPC_SERVICES: &[(&str, &[&str])] = &[
+    (trips_amqp::SERVICE_NAME, trips_amqp::METHODS),
+    (airports_amqp::SERVICE_NAME, airports_amqp::METHODS),
+    ("grpc.health.v1.Health", &["Check", "Watch"]),
+    (
+        "grpc.reflection.v1.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
 ];
 
-/// The process's Prometheus recorder, installed on first use (the metrics
-/// facade has one global recorder, so every gateway in a process shares it).
+/// The process's recorder, with the gateway's metrics described.
 pub fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(install).clone()
-}
-
-fn install() -> PrometheusHandle {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
-        .expect("buckets are not empty")
-        .install_recorder()
-        .expect("no other metrics recorder is installed");
-    // Upkeep drains histogram samples between scrapes; a thread of its own,
-    // so it outlives whichever runtime first asked for the handle.
-    let upkeep = handle.clone();
-    std::thread::Builder::new()
-        .name("metrics-upkeep".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_secs(5));
-                upkeep.run_upkeep();
-            }
-        })
-        .expect("cannot start the metrics upkeep thread");
+    static DESCRIBED: Once = Once::new();
+    let handle = airbridge::prometheus::handle();
+    DESCRIBED.call_once(|| {
+        describe_counter!(
+            "http_requests_total",
+            Unit::Count,
+            "REST requests, by route, method and HTTP status"
+        );
+        describe_histogram!(
+            "http_request_duration_seconds",
+            Unit::Seconds,
+            "REST request latency, by route, method and HTTP status"
+        );
+        describe_counter!(
+            "grpc_server_requests_total",
+            Unit::Count,
+            "gRPC requests, by service, method and status code"
+        );
+        describe_histogram!(
+            "grpc_server_request_duration_seconds",
+            Unit::Seconds,
+            "gRPC request latency (to the end of the response), by service, method and status code"
+        );
+    });
     handle
 }
 
@@ -58,8 +79,54 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         ("method", method),
         ("status", response.status().as_u16().to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    counter!("http_requests_total", &labels).increment(1);
+    histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The service and method labels of a gRPC request path
+/// (`/trips.v1.Trips/Create`): the served ones, else `unknown`.
+pub fn grpc_labels(path: &str) -> (&'static str, &'static str) {
+    let (service, method) = path
+        .strip_prefix('/')
+        .and_then(|path| path.split_once('/'))
+        .unwrap_or_default();
+    GRPC_SERVICES
+        .iter()
+        .find(|(name, _)| *name == service)
+        .map_or((UNKNOWN, UNKNOWN), |(name, methods)| {
+            let method = methods.iter().find(|m| **m == method);
+            (*name, method.copied().unwrap_or(UNKNOWN))
+        })
+}
+
+/// Counts and times one gRPC request that ended with `code`.
+pub fn record_grpc(labels: (&'static str, &'static str), code: Code, started: Instant) {
+    let labels = [
+        ("service", labels.0),
+        ("method", labels.1),
+        ("code", airbridge::rpc::code_name(code)),
+    ];
+    counter!("grpc_server_requests_total", &labels).increment(1);
+    histogram!("grpc_server_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_labels_are_bounded() {
+        assert_eq!(
+            grpc_labels("/trips.v1.Trips/Create"),
+            ("trips.v1.Trips", "Create")
+        );
+        assert_eq!(
+            grpc_labels("/trips.v1.Trips/Drop"),
+            ("trips.v1.Trips", UNKNOWN)
+        );
+        assert_eq!(grpc_labels("/made.up.Service/X"), (UNKNOWN, UNKNOWN));
+        assert_eq!(grpc_labels("nonsense"), (UNKNOWN, UNKNOWN));
+    }
 }

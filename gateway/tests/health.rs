@@ -97,7 +97,7 @@ async fn serving_from_the_first_second_and_following_a_backend() {
     );
 
     // And comes back.
-    let trips = stack.start_trips();
+    let trips = stack.start_trips().await;
     stack.trips.push(trips);
     let back = Instant::now();
     let took = until(&mut health, "trips.v1.Trips", ServingStatus::Serving).await;

@@ -29,6 +29,13 @@ pub trait Service: Send + Sync + 'static {
     /// The fully qualified service name, e.g. `trips.v1.Trips`.
     fn name(&self) -> &'static str;
 
+    /// The methods it answers (the generated `METHODS`): metrics label a
+    /// call with its method only when it is one of these, so a request
+    /// naming any method cannot grow the label set.
+    fn methods(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Answers one call with the encoded response.
     async fn call(&self, call: IncomingCall) -> Result<Bytes, CallError>;
 }

@@ -22,12 +22,15 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use prost::Message;
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
+use super::telemetry::{self, ClientCall};
 use super::{
     CONTENT_TYPE, DEADLINE_HEADER, DIRECT_REPLY_TO, IDEMPOTENCY_KEY, MESSAGE_HEADER, RpcConfig,
-    STATUS_HEADER, TRACEPARENT_HEADER, header_int, header_str, parse_grpc_timeout, unix_millis,
+    STATUS_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER, header_int, header_str,
+    parse_grpc_timeout, unix_millis,
 };
-use crate::trace::TraceParent;
+use crate::telemetry::TraceHeaders;
 
 /// How long a queue found with a consumer is trusted to still have one. Within
 /// this window a call to a service that just went away waits for its deadline;
@@ -121,28 +124,29 @@ impl RpcClient {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .unwrap_or(self.inner.config.default_timeout);
-        let traceparent = metadata
-            .get(TRACEPARENT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse)
-            .map_or_else(TraceParent::random, |parent| parent.child());
         let message_id = metadata
             .get(IDEMPOTENCY_KEY)
             .and_then(|v| v.to_str().ok())
             .filter(|key| valid_idempotency_key(key))
             .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+        // Telemetry (telemetry.rs): the call's span and metrics, and the
+        // trace context it carries.
+        let topology = &self.inner.config.topology;
+        let observed = ClientCall::start(topology, service, method, &message_id);
+        let trace = crate::telemetry::outgoing(observed.span(), metadata);
 
         let call = OutgoingCall {
             service,
             method,
             payload: request.into_inner().encode_to_vec(),
             message_id,
-            traceparent: traceparent.to_string(),
+            trace,
             deadline: Instant::now() + timeout,
             wall_deadline: SystemTime::now() + timeout,
         };
-        let started = Instant::now();
-        let reply = tokio::time::timeout_at(call.deadline.into(), self.send(call))
+        let deadline = call.deadline;
+        let sent = self.send(call).instrument(observed.span().clone());
+        let reply = tokio::time::timeout_at(deadline.into(), sent)
             .await
             .unwrap_or_else(|_| {
                 Err(Status::deadline_exceeded(format!(
@@ -157,14 +161,7 @@ impl RpcClient {
                     ))
                 })
             });
-        let code = reply.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        metrics::histogram!(
-            "rpc_client_duration_seconds",
-            "service" => service,
-            "method" => method,
-            "code" => code_name(code),
-        )
-        .record(started.elapsed().as_secs_f64());
+        observed.finish(&reply);
         reply.map(Response::new)
     }
 
@@ -197,7 +194,9 @@ impl RpcClient {
                 tracing::warn!(error = %err, "cannot connect to the message broker");
                 Status::unavailable(format!("message broker unreachable: {err}"))
             })?;
-        *self.inner.session.write().expect("poisoned") = Some(session.clone());
+        let mut current = self.inner.session.write().expect("poisoned");
+        telemetry::connected(current.is_some());
+        *current = Some(session.clone());
         Ok(session)
     }
 }
@@ -207,7 +206,7 @@ struct OutgoingCall {
     method: &'static str,
     payload: Vec<u8>,
     message_id: String,
-    traceparent: String,
+    trace: TraceHeaders,
     deadline: Instant,
     wall_deadline: SystemTime,
 }
@@ -339,6 +338,7 @@ impl Session {
 
     async fn call(&self, queue: &str, call: OutgoingCall) -> Result<Vec<u8>, Status> {
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        telemetry::correlated(correlation);
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -354,8 +354,14 @@ impl Session {
         let mut headers = FieldTable::default();
         headers.insert(
             TRACEPARENT_HEADER.into(),
-            AMQPValue::LongString(call.traceparent.into()),
+            AMQPValue::LongString(call.trace.traceparent.into()),
         );
+        if let Some(state) = call.trace.tracestate {
+            headers.insert(
+                TRACESTATE_HEADER.into(),
+                AMQPValue::LongString(state.into()),
+            );
+        }
         headers.insert(
             DEADLINE_HEADER.into(),
             AMQPValue::LongLongInt(
@@ -390,6 +396,7 @@ impl Session {
         match confirm.await.map_err(|err| self.lost(err))? {
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
             Confirmation::Ack(Some(returned)) => {
+                telemetry::returned(call.service);
                 return Err(Status::unavailable(format!(
                     "{}/{} cannot be delivered: {} ({})",
                     call.service, call.method, returned.reply_text, returned.reply_code
@@ -465,29 +472,6 @@ fn reply_result(headers: &Option<FieldTable>, data: Vec<u8>) -> Reply {
             let message = header_str(headers, MESSAGE_HEADER).unwrap_or_default();
             Err(Status::new(code, message))
         }
-    }
-}
-
-/// The canonical name of a status code, for metric labels.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

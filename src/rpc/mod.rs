@@ -4,7 +4,8 @@
 //! each service only name methods and (de)serialise messages. The protocol is
 //! described in `docs/amqp-rpc.md`. `client.rs` makes calls; `server.rs` serves
 //! them from a queue to a [`Service`], which sees them as `call.rs` describes;
-//! `topology.rs` names and declares the queues. In short:
+//! `topology.rs` names and declares the queues; `telemetry.rs` makes each
+//! call's span and metrics. In short:
 //!
 //! * Each service consumes one durable queue named after the fully qualified
 //!   service (`trips.v1.Trips`), optionally under a namespace
@@ -15,8 +16,9 @@
 //!   `application/x-protobuf`, `type` = the method name, a `correlation_id`, a
 //!   unique `message_id`, `reply_to` = `amq.rabbitmq.reply-to`, `expiration` =
 //!   the time left until the caller's deadline, and the headers
-//!   `x-deadline-ms` (the absolute deadline, Unix milliseconds) and
-//!   `traceparent` (W3C trace context).
+//!   `x-deadline-ms` (the absolute deadline, Unix milliseconds),
+//!   `traceparent` and, when the caller had one, `tracestate` (W3C trace
+//!   context).
 //! * Requests are published `mandatory` on a channel in confirm mode, so a call
 //!   to a queue that does not exist fails at once with `UNAVAILABLE`.
 //! * A reply carries the encoded response, or a `grpc-status` (and
@@ -26,6 +28,7 @@ mod acks;
 mod call;
 mod client;
 mod server;
+mod telemetry;
 mod topology;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +38,8 @@ use lapin::types::{AMQPValue, FieldTable};
 pub use call::{CallContext, CallError, IncomingCall, Service, encode_response};
 pub use client::RpcClient;
 pub use server::serve;
+pub(crate) use telemetry::describe as describe_metrics;
+pub use telemetry::{code_name, is_server_error};
 pub use topology::Topology;
 
 /// The content type of every request and reply.
@@ -48,6 +53,9 @@ pub const STATUS_HEADER: &str = "grpc-status";
 pub const MESSAGE_HEADER: &str = "grpc-message";
 /// Request header carrying the W3C trace context.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// Request header carrying the W3C trace state (vendors' data), when the
+/// caller had one.
+pub const TRACESTATE_HEADER: &str = "tracestate";
 /// Request header carrying the caller's deadline in Unix milliseconds.
 pub const DEADLINE_HEADER: &str = "x-deadline-ms";
 /// Request metadata a caller may set to choose the `message_id` of a call,
@@ -110,7 +118,7 @@ fn unix_millis(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn header_str<'a>(headers: &'a Option<FieldTable>, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(headers: &'a Option<FieldTable>, name: &str) -> Option<&'a str> {
     match headers.as_ref()?.inner().get(name)? {
         AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
         AMQPValue::ShortString(s) => Some(s.as_str()),

@@ -32,10 +32,10 @@ use tonic::Status;
 use tracing::Instrument;
 
 use super::acks::{self, Settled};
+use super::telemetry::{self, ServerCall};
 use super::topology::declare;
 use super::{
     CONTENT_TYPE, CallError, IncomingCall, MESSAGE_HEADER, RpcConfig, STATUS_HEADER, Service,
-    TRACEPARENT_HEADER, header_str,
 };
 
 /// Longest wait between two attempts to reach the broker: short, so service
@@ -53,6 +53,7 @@ pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Fu
     let in_flight = TaskTracker::new();
     let redeliveries = Redeliveries::default();
     let queue = config.topology.queue(service.name());
+    telemetry::serving(service.name());
     tokio::pin!(shutdown);
 
     let mut delay = Duration::from_millis(100);
@@ -191,6 +192,7 @@ impl Consumer {
                         "a request came back after {MAX_REDELIVERIES} lost connections; \
                          dead-lettering it unhandled"
                     );
+                    telemetry::dead_lettered(service.name(), telemetry::REDELIVERY_LIMIT);
                     let _ = self.settled.send(Settled::Reject(delivery.delivery_tag));
                 }
                 Ok(delivery) => {
@@ -238,15 +240,13 @@ async fn handle<S: Service>(
     delivery: Delivery,
     settled: mpsc::UnboundedSender<Settled>,
 ) {
-    let properties = &delivery.properties;
-    let span = tracing::info_span!(
-        "rpc",
-        service = service.name(),
-        method = properties.kind().as_ref().map_or("", ShortString::as_str),
-        traceparent = header_str(properties.headers(), TRACEPARENT_HEADER).unwrap_or_default(),
-    );
+    // Telemetry (telemetry.rs): the request's span and metrics.
+    let observed = ServerCall::start(service.name(), service.methods(), &delivery);
     let tag = delivery.delivery_tag;
-    let outcome = answer(channel, service, &delivery).instrument(span).await;
+    let (result, outcome) = answer(channel, service, &delivery)
+        .instrument(observed.span().clone())
+        .await;
+    observed.finish(&result, matches!(outcome, Some(Outcome::Reject)));
     // Without a published reply the request stays unacknowledged; the broker
     // redelivers it once this connection is gone.
     if let Some(outcome) = outcome {
@@ -262,11 +262,13 @@ enum Outcome {
     Reject,
 }
 
+/// Answers one request; says how it ended (an expired one, dropped, as
+/// `DEADLINE_EXCEEDED`) and how to settle it.
 async fn answer<S: Service>(
     channel: Channel,
     service: Arc<S>,
     delivery: &Delivery,
-) -> Option<Outcome> {
+) -> (Result<(), Status>, Option<Outcome>) {
     let reply_to = delivery.properties.reply_to().clone();
     let correlation_id = delivery.properties.correlation_id().clone();
 
@@ -274,12 +276,13 @@ async fn answer<S: Service>(
         Ok(Some(call)) => call,
         Ok(None) => {
             tracing::debug!("dropping a request whose caller's deadline has passed");
-            return Some(Outcome::Ack);
+            let expired = Status::deadline_exceeded("the caller's deadline passed");
+            return (Err(expired), Some(Outcome::Ack));
         }
         Err(status) => {
             tracing::warn!(reason = status.message(), "rejecting a malformed request");
             reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
-            return Some(Outcome::Reject);
+            return (Err(status), Some(Outcome::Reject));
         }
     };
 
@@ -294,14 +297,14 @@ async fn answer<S: Service>(
                 "rejecting a request the service cannot handle"
             );
             reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
-            return Some(Outcome::Reject);
+            return (Err(status), Some(Outcome::Reject));
         }
         Err(_panic) => {
             // Retrying a request that panicked would panic again: dead-letter it.
             tracing::error!("handler panicked; rejecting the request");
             let status = Status::internal("the service failed while handling the request");
             reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
-            return Some(Outcome::Reject);
+            return (Err(status), Some(Outcome::Reject));
         }
     };
     tracing::debug!(
@@ -316,7 +319,7 @@ async fn answer<S: Service>(
         result.as_ref().map(Bytes::as_ref),
     )
     .await;
-    replied.then_some(Outcome::Ack)
+    (result.map(drop), replied.then_some(Outcome::Ack))
 }
 
 /// Publishes the reply when the caller asked for one; false when it could not

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use airbridge::config::BackendConfig;
 use airbridge::rpc::{RpcConfig, Topology};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 /// The services whose queues a namespace may hold.
 const SERVICES: [&str; 2] = [
@@ -68,6 +68,7 @@ impl Namespace {
         BackendConfig {
             rpc: self.rpc_config(),
             redis_url: redis_url.to_owned(),
+            metrics_addr: None,
         }
     }
 
@@ -190,6 +191,23 @@ pub async fn broker_objects(prefix: &str) -> Vec<String> {
         );
     }
     found
+}
+
+/// Puts one raw message on `queue` (through the default exchange), as any
+/// client could, and waits until the broker has it.
+pub async fn publish(channel: &Channel, queue: &str, body: &[u8], properties: BasicProperties) {
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap_or_else(|err| panic!("cannot publish to {queue}: {err}"))
+        .await
+        .unwrap_or_else(|err| panic!("the broker did not take the message for {queue}: {err}"));
 }
 
 /// How many messages wait in `queue` (a passive declare; panics when the

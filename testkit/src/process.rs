@@ -2,9 +2,10 @@
 //! exit codes, a replica killed mid-call, CPU time per process.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::process::{Child, ChildStderr, Command};
@@ -53,6 +54,10 @@ pub fn log_filter() -> String {
 pub struct Process {
     name: String,
     child: Child,
+    /// Where a backend started with `METRICS_ADDR` serves its metrics.
+    metrics_addr: Option<SocketAddr>,
+    /// The JSON log lines read so far, when testkit reads its log.
+    log: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Process {
@@ -76,7 +81,35 @@ impl Process {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
-        Self { name, child }
+        Self {
+            name,
+            child,
+            metrics_addr: None,
+            log: Arc::default(),
+        }
+    }
+
+    /// The JSON log lines it wrote so far, for a process whose log testkit
+    /// reads (the gateway, a backend given `METRICS_ADDR`); empty otherwise.
+    pub fn json_log(&self) -> Vec<serde_json::Value> {
+        self.log.lock().expect("poisoned").clone()
+    }
+
+    pub(crate) fn log(&self) -> Arc<Mutex<Vec<serde_json::Value>>> {
+        self.log.clone()
+    }
+
+    /// `http://<addr>/metrics` of a backend started with `METRICS_ADDR`
+    /// (through `StackBuilder::backend_env`).
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .metrics_addr
+            .unwrap_or_else(|| panic!("{} was started without METRICS_ADDR", self.name));
+        format!("http://{addr}/metrics")
+    }
+
+    pub(crate) fn set_metrics_addr(&mut self, addr: SocketAddr) {
+        self.metrics_addr = Some(addr);
     }
 
     /// The child's stderr, when it was piped.

@@ -11,7 +11,6 @@ use airbridge::config::{BackendConfig, Env, FromEnv};
 use gateway::GatewayConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::process::ChildStderr;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +48,7 @@ pub enum Running {
     /// Served by a task here; stopped (abruptly) when dropped.
     InProcess(Task),
     /// A child process; killed when dropped.
-    Process(Process),
+    Process(Box<Process>),
 }
 
 /// A service's task in this process.
@@ -89,10 +88,20 @@ impl Drop for Task {
 
 impl Running {
     /// Starts backend `backend` with `env` (the namespace's and `REDIS_URL` at
-    /// least).
-    pub fn backend(backend: Backend, run: Run, env: &[(&'static str, String)]) -> Self {
+    /// least). A process given `METRICS_ADDR` (port 0, say) is watched until
+    /// it says where it serves its metrics ([`Process::metrics_url`]).
+    pub async fn backend(backend: Backend, run: Run, env: &[(&'static str, String)]) -> Self {
         match run {
-            Run::Process => Running::Process(Process::spawn(&binary(backend.name()), env)),
+            Run::Process if env.iter().any(|(name, _)| *name == "METRICS_ADDR") => {
+                let (mut process, addrs) =
+                    spawn_announcing(backend.name(), env, "airbridge::app", &["metrics_addr"])
+                        .await;
+                process.set_metrics_addr(addrs[0]);
+                Running::Process(Box::new(process))
+            }
+            Run::Process => {
+                Running::Process(Box::new(Process::spawn(&binary(backend.name()), env)))
+            }
             Run::InProcess => {
                 let config = BackendConfig::from_env(&Env::from_pairs(env.iter().cloned()))
                     .expect("a valid backend configuration");
@@ -102,6 +111,7 @@ impl Running {
                         Backend::Trips => trips::serve(&config, stopped).await,
                         Backend::Airports => airports::serve(&config, stopped).await,
                     }
+                    .expect("the backend failed");
                 }))
             }
         }
@@ -190,22 +200,14 @@ impl Gateway {
                 (Running::InProcess(task), http_addr, grpc_addr)
             }
             Run::Process => {
-                // Whatever the filter, the line saying where it listens.
-                let filter = env
-                    .iter()
-                    .find(|(name, _)| *name == "RUST_LOG")
-                    .map_or_else(log_filter, |(_, filter)| filter.clone());
                 let mut env = env.to_vec();
                 env.extend([
                     ("HTTP_ADDR", http_addr.to_string()),
                     ("GRPC_ADDR", grpc_addr.to_string()),
-                    ("LOG_FORMAT", "json".into()),
-                    ("RUST_LOG", format!("{filter},gateway=info")),
                 ]);
-                let mut process =
-                    Process::spawn_with(&binary("gateway"), &[], &env, Stdio::piped());
-                let (http_addr, grpc_addr) = listening(process.take_stderr().unwrap()).await;
-                (Running::Process(process), http_addr, grpc_addr)
+                let (process, addrs) =
+                    spawn_announcing("gateway", &env, "gateway", &["http_addr", "grpc_addr"]).await;
+                (Running::Process(Box::new(process)), addrs[0], addrs[1])
             }
         };
         Self {
@@ -218,10 +220,30 @@ impl Gateway {
     }
 }
 
-/// Reads a gateway process's JSON log until it says where it listens (it
-/// binds port 0, so only it knows), then passes its warnings and errors (or
-/// everything, with `TEST_LOG`) on to our stderr.
-async fn listening(stderr: ChildStderr) -> (SocketAddr, SocketAddr) {
+/// Starts binary `name` with JSON logs on a pipe, and waits until a line
+/// of `target` names every one of `fields`: the addresses it bound (port 0,
+/// so only it knows). Keeps its log lines (`Process::json_log`) and passes
+/// its warnings and errors (or everything, with `TEST_LOG`) on to our
+/// stderr.
+async fn spawn_announcing(
+    name: &'static str,
+    env: &[(&'static str, String)],
+    target: &str,
+    fields: &'static [&'static str],
+) -> (Process, Vec<SocketAddr>) {
+    // Whatever the filter, the line saying where it listens.
+    let filter = env
+        .iter()
+        .find(|(name, _)| *name == "RUST_LOG")
+        .map_or_else(log_filter, |(_, filter)| filter.clone());
+    let mut env = env.to_vec();
+    env.extend([
+        ("LOG_FORMAT", "json".into()),
+        ("RUST_LOG", format!("{filter},{target}=info")),
+    ]);
+    let mut process = Process::spawn_with(&binary(name), &[], &env, Stdio::piped());
+    let stderr = process.take_stderr().expect("piped");
+    let log = process.log();
     let (found, addresses) = oneshot::channel();
     tokio::spawn(async move {
         let verbose = std::env::var_os("TEST_LOG").is_some();
@@ -232,19 +254,21 @@ async fn listening(stderr: ChildStderr) -> (SocketAddr, SocketAddr) {
                 eprintln!("{line}");
                 continue;
             };
-            let addr = |field: &str| event[field].as_str().and_then(|a| a.parse().ok());
-            if let (Some(http), Some(grpc)) = (addr("http_addr"), addr("grpc_addr"))
-                && let Some(found) = found.take()
+            let addr = |field: &str| event[field].as_str()?.parse::<SocketAddr>().ok();
+            if found.is_some()
+                && let Some(addrs) = fields.iter().map(|field| addr(field)).collect()
             {
-                let _ = found.send((http, grpc));
+                let _ = found.take().expect("checked").send(addrs);
             }
             if verbose || matches!(event["level"].as_str(), Some("WARN" | "ERROR")) {
-                eprintln!("gateway: {line}");
+                eprintln!("{name}: {line}");
             }
+            log.lock().expect("poisoned").push(event);
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), addresses)
+    let addrs = tokio::time::timeout(Duration::from_secs(30), addresses)
         .await
-        .expect("the gateway did not say where it listens within 30 s")
-        .expect("the gateway exited before listening")
+        .unwrap_or_else(|_| panic!("{name} did not say where it listens within 30 s"))
+        .unwrap_or_else(|_| panic!("{name} exited before listening"));
+    (process, addrs)
 }

@@ -20,6 +20,7 @@ pub struct StackBuilder {
     gateway: Run,
     trips_replicas: usize,
     gateway_env: Vec<(&'static str, String)>,
+    backend_env: Vec<(&'static str, String)>,
     log_filter: Option<String>,
 }
 
@@ -48,6 +49,23 @@ impl StackBuilder {
         self
     }
 
+    /// Adds a variable to every service's environment: the gateway's and the
+    /// backends' (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn env(self, name: &'static str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        self.gateway_env(name, value.clone())
+            .backend_env(name, value)
+    }
+
+    /// Adds a variable to every backend's environment (trips replicas and
+    /// airports), e.g. `METRICS_ADDR`
+    /// (`127.0.0.1:0`: each backend process then tells its own port, see
+    /// `Process::metrics_url`).
+    pub fn backend_env(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.backend_env.push((name, value.into()));
+        self
+    }
+
     /// The services' `RUST_LOG` (default: `testkit::log_filter()`).
     pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
         self.log_filter = Some(filter.into());
@@ -61,27 +79,27 @@ impl StackBuilder {
             tokio::join!(RedisServer::start(), RedisServer::start());
         let mut common_env = namespace.env();
         common_env.extend(self.log_filter.map(|filter| ("RUST_LOG", filter)));
-        let trips = (0..self.trips_replicas)
-            .map(|_| {
-                Running::backend(
-                    Backend::Trips,
-                    self.backends,
-                    &backend_env(&common_env, &trips_redis),
-                )
-            })
-            .collect();
+        // What every backend gets: the common part and the builder's extras.
+        let mut backend_common = common_env.clone();
+        backend_common.extend(self.backend_env.iter().cloned());
+        let mut trips = Vec::with_capacity(self.trips_replicas);
+        for _ in 0..self.trips_replicas {
+            let env = backend_env(&backend_common, &trips_redis);
+            trips.push(Running::backend(Backend::Trips, self.backends, &env).await);
+        }
         let airports = Running::backend(
             Backend::Airports,
             self.backends,
-            &backend_env(&common_env, &airports_redis),
-        );
+            &backend_env(&backend_common, &airports_redis),
+        )
+        .await;
         let mut gateway_env = common_env.clone();
         gateway_env.extend(self.gateway_env);
         let gateway = Gateway::start(self.gateway, &gateway_env).await;
         let stack = Stack {
             gateway,
             gateway_env,
-            common_env,
+            backend_env: backend_common,
             backends: self.backends,
             trips,
             airports,
@@ -100,8 +118,8 @@ impl StackBuilder {
 pub struct Stack {
     pub gateway: Gateway,
     gateway_env: Vec<(&'static str, String)>,
-    /// What every service's environment starts with.
-    common_env: Vec<(&'static str, String)>,
+    /// What every backend's environment starts with.
+    backend_env: Vec<(&'static str, String)>,
     /// How the backends run.
     backends: Run,
     /// The trips replicas.
@@ -123,6 +141,7 @@ impl Stack {
             gateway: Run::InProcess,
             trips_replicas: 1,
             gateway_env: Vec::new(),
+            backend_env: Vec::new(),
             log_filter: None,
         }
     }
@@ -148,12 +167,13 @@ impl Stack {
 
     /// Starts one more trips replica, as the stack started its own (push it
     /// onto `trips` to have it stopped with the stack).
-    pub fn start_trips(&self) -> Running {
+    pub async fn start_trips(&self) -> Running {
         Running::backend(
             Backend::Trips,
             self.backends,
-            &backend_env(&self.common_env, &self.trips_redis),
+            &backend_env(&self.backend_env, &self.trips_redis),
         )
+        .await
     }
 
     /// The first trips replica.

@@ -127,7 +127,11 @@ pub struct Served {
 
 impl Served {
     pub async fn start(test: &str) -> Self {
-        let namespace = Namespace::new(test);
+        Self::on(Namespace::new(test)).await
+    }
+
+    /// A server on `namespace` (one a stopped server left, say).
+    pub async fn on(namespace: Namespace) -> Self {
         let config = namespace.rpc_config();
         let service = Arc::new(EchoTrips::default());
         let stop = CancellationToken::new();

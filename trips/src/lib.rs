@@ -15,15 +15,20 @@ use airbridge::trips::v1::trips_server::Trips;
 
 pub use crate::service::{KIND, TripsService};
 
-/// Serves `trips.v1.Trips` until `shutdown`, then answers the calls in flight.
-pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
+/// Serves `trips.v1.Trips` (and its metrics on `METRICS_ADDR`, when set)
+/// until `shutdown`, then answers the calls in flight. Fails only when it
+/// cannot listen on `METRICS_ADDR`.
+pub async fn serve(
+    config: &BackendConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     app::serve_backend(
         config,
         KIND,
         |store| TripsAmqpServer::new(TripsService::new(store)),
         shutdown,
     )
-    .await;
+    .await
 }
 
 /// Asks a running trips, through the broker, whether it is healthy: exit 0

@@ -10,10 +10,13 @@ use airbridge::shutdown;
 fn main() -> ExitCode {
     app::main("trips", |command, config: BackendConfig| async move {
         match command {
-            Command::Serve => {
-                trips::serve(&config, shutdown::signal()).await;
-                ExitCode::SUCCESS
-            }
+            Command::Serve => match trips::serve(&config, shutdown::signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = %err, "trips failed");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Healthcheck => trips::healthcheck(&config).await,
         }
     })

@@ -72,6 +72,8 @@ pub async fn serve(
         .option_layer(cors(origins))
         .layer(GrpcWebLayer::new())
         .layer(conform::ConformLayer)
+        // Telemetry: each request's span and metrics (telemetry.rs).
+        .layer(crate::telemetry::ObserveGrpc)
         .service(routes);
     connections.serve(listener, service, None, stop).await;
     watcher.abort();

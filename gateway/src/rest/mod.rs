@@ -14,7 +14,7 @@ mod handlers;
 
 use std::time::Duration;
 
-use airbridge::rpc::{IDEMPOTENCY_KEY, TRACEPARENT_HEADER};
+use airbridge::rpc::{IDEMPOTENCY_KEY, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
@@ -58,6 +58,7 @@ pub fn router(
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn(crate::metrics::track_http))
+        .route_layer(middleware::from_fn(crate::telemetry::http_span))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -71,12 +72,13 @@ pub fn router(
         })
 }
 
-/// The request to a backend, carrying the caller's `traceparent` and
-/// `Idempotency-Key` headers along.
+/// The request to a backend, carrying the caller's `traceparent`,
+/// `tracestate` and `Idempotency-Key` headers along.
 fn rpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     for (from, to) in [
         (TRACEPARENT_HEADER, TRACEPARENT_HEADER),
+        (TRACESTATE_HEADER, TRACESTATE_HEADER),
         ("idempotency-key", IDEMPOTENCY_KEY),
     ] {
         if let Some(value) = headers
