@@ -469,7 +469,7 @@ fn reply_result(headers: &Option<FieldTable>, data: Vec<u8>) -> Reply {
 }
 
 /// The canonical name of a status code, for metric labels.
-fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

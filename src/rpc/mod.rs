@@ -36,6 +36,12 @@ pub use call::{CallContext, CallError, IncomingCall, Service, encode_response};
 pub use client::RpcClient;
 pub use server::serve;
 pub use topology::Topology;
+// Shared with the nameko transport (`crate::nameko`), which acknowledges,
+// guards against looping requests and names its metrics the same way.
+pub(crate) use acks::{Settled, run as run_acks};
+pub(crate) use client::code_name;
+pub(crate) use server::{MAX_REDELIVERIES, Redeliveries};
+pub(crate) use topology::DEAD_LETTER_LIMIT;
 
 /// The content type of every request and reply.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
