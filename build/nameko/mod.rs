@@ -340,6 +340,26 @@ pub mod {module} {{
         Nameko({name}NamekoClient),
     }}
 
+    impl {name}Via {{
+        /// The client `via` says: ours through `rpc`, or nameko's through
+        /// `nameko`.
+        pub fn new(
+            via: &crate::config::Via,
+            rpc: &crate::rpc::RpcClient,
+            nameko: &crate::nameko::NamekoClient,
+        ) -> Self {{
+            match via {{
+                crate::config::Via::Airbridge => {{
+                    Self::Airbridge(super::{amqp_module}::{name}AmqpClient::new(rpc.clone()))
+                }}
+                crate::config::Via::Nameko(name) => Self::Nameko({name}NamekoClient::named(
+                    nameko.clone(),
+                    name.as_deref().unwrap_or(SERVICE_NAME),
+                )),
+            }}
+        }}
+    }}
+
     #[tonic::async_trait]
     impl {trait_path} for {name}Via {{{via_methods}    }}
 }}

@@ -3,12 +3,15 @@
 //! [`Namespace`] of its own, deleted afterwards), real Redis servers (one
 //! private `redis-server` per store, so a test may stop and restart it), and
 //! our services, in-process or as child processes ([`Run`]), put together by
-//! [`Stack`].
+//! [`Stack`]; and the original Python nameko system ([`NamekoService`]),
+//! mixed with ours part by part ([`Mixed`]).
 //!
 //! Readiness is polled against a deadline ([`wait_for`]); nothing here sleeps
 //! and hopes. Nothing here is compiled into the services themselves.
 
 mod broker;
+mod mixed;
+mod nameko;
 mod process;
 mod redis;
 mod services;
@@ -19,6 +22,8 @@ mod wait;
 pub use crate::broker::{
     Namespace, amqp_url, broker_objects, message_count, rabbitmqctl, rabbitmqctl_command,
 };
+pub use crate::mixed::{Mixed, MixedBuilder, Part, Side};
+pub use crate::nameko::{NamekoService, Original, redis_env, wait_consumed};
 pub use crate::process::{Process, binary, log_filter};
 pub use crate::redis::RedisServer;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};

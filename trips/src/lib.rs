@@ -6,21 +6,32 @@ mod service;
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use airbridge::app;
 use airbridge::config::BackendConfig;
 use airbridge::trips::v1::PingRequest;
 use airbridge::trips::v1::trips_amqp::{TripsAmqpClient, TripsAmqpServer};
+use airbridge::trips::v1::trips_nameko::{self, TripsNamekoServer};
 use airbridge::trips::v1::trips_server::Trips;
 
 pub use crate::service::{KIND, TripsService};
 
-/// Serves `trips.v1.Trips` until `shutdown`, then answers the calls in flight.
+/// Serves `trips.v1.Trips` (and, unless `NAMEKO=off`, the original
+/// system's `trips_service` to nameko callers) until `shutdown`, then
+/// answers the calls in flight.
 pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
     app::serve_backend(
         config,
         KIND,
-        |store| TripsAmqpServer::new(TripsService::new(store)),
+        trips_nameko::SERVICE_NAME,
+        |store| {
+            let service = Arc::new(TripsService::new(store));
+            (
+                TripsAmqpServer::from_arc(service.clone()),
+                TripsNamekoServer::from_arc(service),
+            )
+        },
         shutdown,
     )
     .await;
