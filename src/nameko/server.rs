@@ -195,7 +195,8 @@ impl Handler {
         let call_ids = call_id_stack(delivery.properties.headers());
         let span = tracing::info_span!("nameko", service = %self.service, routing_key = %delivery.routing_key, call_ids);
         async move {
-            let Some(reply_to) = delivery.properties.reply_to().clone() else {
+            let reply_to = delivery.properties.reply_to().clone();
+            let Some(reply_to) = reply_to.filter(|to| !to.as_str().is_empty()) else {
                 tracing::warn!("dead-lettering a nameko request with no reply_to");
                 return self.dead_letter(delivery, "no reply_to".into()).await;
             };

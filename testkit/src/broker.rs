@@ -134,6 +134,28 @@ impl Namespace {
         queues
     }
 
+    /// The reply queues of nameko callers named by this namespace (none
+    /// without asking rabbitmqctl when it named none).
+    async fn nameko_reply_queues(&self) -> Vec<String> {
+        let callers: Vec<String> = self
+            .nameko_names
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|name| format!("rpc.reply-{name}-"))
+            .collect();
+        if callers.is_empty() {
+            return Vec::new();
+        }
+        let listed = rabbitmqctl(&["-q", "--no-table-headers", "list_queues", "name"]).await;
+        listed
+            .lines()
+            .map(str::trim)
+            .filter(|queue| callers.iter().any(|prefix| queue.starts_with(prefix)))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Every exchange this namespace may hold.
     pub fn exchanges(&self) -> Vec<String> {
         vec![self.topology().dead_letter_exchange()]
@@ -143,26 +165,7 @@ impl Namespace {
     pub async fn delete(&self) -> lapin::Result<()> {
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
-        let mut queues = self.queues();
-        // nameko callers' reply queues end in a uuid only they know.
-        let callers: Vec<String> = self
-            .nameko_names
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|name| format!("rpc.reply-{name}-"))
-            .collect();
-        if !callers.is_empty() {
-            let listed = rabbitmqctl(&["-q", "--no-table-headers", "list_queues", "name"]).await;
-            queues.extend(
-                listed
-                    .lines()
-                    .map(str::trim)
-                    .filter(|queue| callers.iter().any(|prefix| queue.starts_with(prefix)))
-                    .map(str::to_owned),
-            );
-        }
-        for queue in queues {
+        for queue in self.queues() {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
@@ -170,6 +173,13 @@ impl Namespace {
         for exchange in self.exchanges() {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        // Last, as it lists the broker's queues with rabbitmqctl: nameko
+        // callers' reply queues end in a uuid only they know.
+        for queue in self.nameko_reply_queues().await {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
         connection.close(200, "namespace deleted".into()).await

@@ -135,7 +135,11 @@ impl MixedBuilder {
             trips_redis,
             airports_redis,
             namespace,
-            client: reqwest::Client::new(),
+            // The original gateway waits for ever for a reply that is lost.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a client"),
         };
         mixed.wait_ready().await;
         mixed

@@ -15,7 +15,7 @@ use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::broker::amqp_url;
+use crate::broker::{amqp_url, rabbitmqctl};
 use crate::process::Process;
 use crate::tools::{tool, workspace};
 use crate::wait::wait_for;
@@ -91,7 +91,13 @@ impl NamekoService {
             .stdout(Stdio::piped());
         let mut process = Process::start(format!("nameko {name}"), command);
         let http = match service {
-            Original::Gateway => Some(listening(&mut process).await),
+            Original::Gateway => {
+                let http = listening(&mut process).await;
+                // It serves HTTP before its reply queue is there, and a call
+                // whose reply comes sooner waits for ever.
+                wait_reply_queue(name).await;
+                Some(http)
+            }
             Original::Trips | Original::Airports => {
                 wait_consumed(name).await;
                 None
@@ -136,6 +142,32 @@ pub async fn wait_consumed(name: &str) {
     )
     .await;
     let _ = connection.close(200, "done".into()).await;
+}
+
+/// Waits until nameko caller `name` consumes its reply queue
+/// (`rpc.reply-<name>-<uuid>`).
+async fn wait_reply_queue(name: &str) {
+    let prefix = format!("rpc.reply-{name}-");
+    wait_for(
+        &format!("a consumer on {prefix}*"),
+        Duration::from_secs(30),
+        || async {
+            let listed = rabbitmqctl(&[
+                "-q",
+                "--no-table-headers",
+                "list_queues",
+                "name",
+                "consumers",
+            ])
+            .await;
+            listed
+                .lines()
+                .filter_map(|line| line.split_once('\t'))
+                .any(|(queue, consumers)| queue.starts_with(&prefix) && consumers.trim() != "0")
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Reads the gateway's stdout until it says where it listens.
