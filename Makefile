@@ -1,5 +1,5 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up down logs ps e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
+.PHONY: up up-mixed down logs ps e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
@@ -21,6 +21,12 @@ PROTO_BASELINE := proto-baseline.txtpb
 ## make up ARGS="--scale trips=3"
 up:
 	deploy/up.sh $(ARGS)
+
+## up-mixed: the stack half migrated from nameko: the original Python
+## trips_service (nameko 2.14) answers trips, ours the rest; prints how to
+## tell which service answered (docs/migrating-from-nameko.md)
+up-mixed: venv
+	deploy/mixed/up.sh $(ARGS)
 
 ## down / logs / ps: stop the stack (make down ARGS=-v also drops the data),
 ## follow its logs (make logs ARGS=trips for one service), show its state

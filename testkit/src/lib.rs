@@ -27,6 +27,6 @@ pub use crate::nameko::{NamekoService, Original, redis_env, wait_consumed};
 pub use crate::process::{Process, binary, log_filter};
 pub use crate::redis::RedisServer;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};
-pub use crate::stack::{HEALTHY, Stack, StackBuilder};
+pub use crate::stack::{HEALTHY, NamekoNames, Stack, StackBuilder};
 pub use crate::tools::{tool, workspace};
 pub use crate::wait::wait_for;

@@ -21,9 +21,17 @@ pub struct StackBuilder {
     trips_replicas: usize,
     gateway_env: Vec<(&'static str, String)>,
     log_filter: Option<String>,
+    nameko: bool,
 }
 
 impl StackBuilder {
+    /// Has the backends answer nameko calls too, under names of the
+    /// namespace's own ([`Stack::nameko`]).
+    pub fn nameko(mut self) -> Self {
+        self.nameko = true;
+        self
+    }
+
     /// Runs trips and airports as child processes (default: in-process).
     pub fn backends(mut self, run: Run) -> Self {
         self.backends = run;
@@ -61,23 +69,34 @@ impl StackBuilder {
             tokio::join!(RedisServer::start(), RedisServer::start());
         let mut common_env = namespace.env();
         common_env.extend(self.log_filter.map(|filter| ("RUST_LOG", filter)));
-        let backend_env = |redis: &RedisServer| {
+        let nameko = self.nameko.then(|| NamekoNames {
+            trips: namespace.nameko_name("trips_service"),
+            airports: namespace.nameko_name("airports_service"),
+        });
+        let backend_env = |redis: &RedisServer, nameko_name: Option<&String>| {
             let mut env = common_env.clone();
             env.push(("REDIS_URL", redis.url()));
+            env.extend(
+                nameko_name
+                    .into_iter()
+                    .flat_map(|name| Namespace::nameko_env(name)),
+            );
             env
         };
+        let trips_env = backend_env(&trips_redis, nameko.as_ref().map(|n| &n.trips));
         let trips = (0..self.trips_replicas)
-            .map(|_| Running::backend(Backend::Trips, self.backends, &backend_env(&trips_redis)))
+            .map(|_| Running::backend(Backend::Trips, self.backends, &trips_env))
             .collect();
         let airports = Running::backend(
             Backend::Airports,
             self.backends,
-            &backend_env(&airports_redis),
+            &backend_env(&airports_redis, nameko.as_ref().map(|n| &n.airports)),
         );
         let mut gateway_env = common_env.clone();
         gateway_env.extend(self.gateway_env);
         let gateway = Gateway::start(self.gateway, &gateway_env).await;
         let stack = Stack {
+            nameko,
             gateway,
             gateway_env,
             trips,
@@ -95,6 +114,9 @@ impl StackBuilder {
 /// A running system. Dropping it stops the services, then the Redis servers,
 /// then deletes the namespace's queues and exchanges (fields drop in order).
 pub struct Stack {
+    /// The nameko names the backends answer to, when asked for
+    /// ([`StackBuilder::nameko`]).
+    pub nameko: Option<NamekoNames>,
     pub gateway: Gateway,
     gateway_env: Vec<(&'static str, String)>,
     /// The trips replicas.
@@ -107,6 +129,13 @@ pub struct Stack {
     pub client: reqwest::Client,
 }
 
+/// The nameko names a stack's backends answer to.
+#[derive(Clone, Debug)]
+pub struct NamekoNames {
+    pub trips: String,
+    pub airports: String,
+}
+
 impl Stack {
     /// A stack for test `test` (which names its namespace).
     pub fn builder(test: &str) -> StackBuilder {
@@ -117,6 +146,7 @@ impl Stack {
             trips_replicas: 1,
             gateway_env: Vec::new(),
             log_filter: None,
+            nameko: false,
         }
     }
 
