@@ -171,10 +171,12 @@ pub mod {module} {{
     impl {trait_path} for {name}AmqpClient {{{client_methods}    }}
 
     /// Serves `{full_name}` from its AMQP queue with any implementation of the
-    /// service trait; hand it to `airbridge::rpc::serve`.
+    /// service trait; hand it to `airbridge::rpc::serve` (and, for a service
+    /// with a nameko name, to `airbridge::nameko::serve` too).
     #[derive(Debug)]
     pub struct {name}AmqpServer<T> {{
-        inner: std::sync::Arc<T>,
+        /// Also read by the server's nameko side (`<name>_nameko`).
+        pub(crate) inner: std::sync::Arc<T>,
     }}
 
     impl<T> {name}AmqpServer<T> {{

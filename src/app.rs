@@ -104,18 +104,17 @@ where
 /// Serves a backend: its records of `kind` in its Redis, its calls from the
 /// broker (ours, and nameko's as `nameko_name` unless its configuration says
 /// otherwise), until `shutdown`; then finishes the calls in flight. `service`
-/// makes both servers around one implementation.
+/// makes the (generated) server that answers both.
 #[cfg(feature = "store")]
-pub async fn serve_backend<A, N, F>(
+pub async fn serve_backend<S, F>(
     config: &crate::config::BackendConfig,
     kind: &'static str,
     nameko_name: &'static str,
     service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    A: crate::rpc::Service,
-    N: crate::nameko::Service,
-    F: FnOnce(crate::store::RecordStore) -> (A, N),
+    S: crate::rpc::Service + crate::nameko::Service + Clone,
+    F: FnOnce(crate::store::RecordStore) -> S,
 {
     use futures_util::FutureExt;
 
@@ -129,16 +128,16 @@ pub async fn serve_backend<A, N, F>(
         nameko = nameko.unwrap_or("off"),
         "starting"
     );
-    let (ours, theirs) = service(store);
+    let service = service(store);
     let shutdown = shutdown.shared();
     match nameko {
         Some(name) => {
             tokio::join!(
-                crate::rpc::serve(rpc, ours, shutdown.clone()),
-                crate::nameko::serve(rpc, name, theirs, shutdown),
+                crate::rpc::serve(rpc, service.clone(), shutdown.clone()),
+                crate::nameko::serve(rpc, name, service, shutdown),
             );
         }
-        None => crate::rpc::serve(rpc, ours, shutdown).await,
+        None => crate::rpc::serve(rpc, service, shutdown).await,
     }
     tracing::info!("stopped");
 }

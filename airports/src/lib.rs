@@ -6,11 +6,10 @@ mod service;
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use airbridge::airports::v1::PingRequest;
 use airbridge::airports::v1::airports_amqp::{AirportsAmqpClient, AirportsAmqpServer};
-use airbridge::airports::v1::airports_nameko::{self, AirportsNamekoServer};
+use airbridge::airports::v1::airports_nameko;
 use airbridge::airports::v1::airports_server::Airports;
 use airbridge::app;
 use airbridge::config::BackendConfig;
@@ -25,13 +24,7 @@ pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
         config,
         KIND,
         airports_nameko::SERVICE_NAME,
-        |store| {
-            let service = Arc::new(AirportsService::new(store));
-            (
-                AirportsAmqpServer::from_arc(service.clone()),
-                AirportsNamekoServer::from_arc(service),
-            )
-        },
+        |store| AirportsAmqpServer::new(AirportsService::new(store)),
         shutdown,
     )
     .await;

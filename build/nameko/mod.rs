@@ -1,9 +1,9 @@
 //! The nameko half of `build.rs`: reads the `airbridge.nameko.v1` options of
 //! each service in `proto/` (proto/airbridge/nameko/v1/nameko.proto) and
 //! writes its `<name>_nameko` module: `<Name>NamekoClient` (the tonic service
-//! trait, called over nameko's protocol), `<Name>NamekoServer` (any
-//! implementation of the trait, served to nameko callers), and `<Name>Via`
-//! (either client, chosen at start-up). The transport is `airbridge::nameko`;
+//! trait, called over nameko's protocol), `<Name>Via` (either client, chosen
+//! at start-up), and the nameko side of `<Name>AmqpServer` (any
+//! implementation of the trait, served to nameko callers too). The transport is `airbridge::nameko`;
 //! what is generated here only moves fields between protobuf messages and
 //! nameko's positional arguments and JSON results, as the options say.
 //!
@@ -289,33 +289,10 @@ pub mod {module} {{
     #[tonic::async_trait]
     impl {trait_path} for {name}NamekoClient {{{client_methods}    }}
 
-    /// Serves `{full_name}` to nameko callers with any implementation of the
-    /// service trait; hand it to `airbridge::nameko::serve`.
-    #[derive(Debug)]
-    pub struct {name}NamekoServer<T> {{
-        inner: std::sync::Arc<T>,
-    }}
-
-    impl<T> {name}NamekoServer<T> {{
-        /// Dispatches calls to `inner`.
-        pub fn new(inner: T) -> Self {{
-            Self::from_arc(std::sync::Arc::new(inner))
-        }}
-
-        /// Dispatches calls to a shared `inner`.
-        pub fn from_arc(inner: std::sync::Arc<T>) -> Self {{
-            Self {{ inner }}
-        }}
-    }}
-
-    impl<T> Clone for {name}NamekoServer<T> {{
-        fn clone(&self) -> Self {{
-            Self {{ inner: self.inner.clone() }}
-        }}
-    }}
-
+    /// The generated AMQP server serves nameko callers too: hand the same
+    /// server to `airbridge::nameko::serve`.
     #[tonic::async_trait]
-    impl<T: {trait_path}> crate::nameko::Service for {name}NamekoServer<T> {{
+    impl<T: {trait_path}> crate::nameko::Service for super::{amqp_module}::{name}AmqpServer<T> {{
         fn methods(&self) -> &'static [crate::nameko::Method] {{
             METHODS
         }}

@@ -14,8 +14,10 @@ compose() { "${compose_argv[@]}" -p "$AIRBRIDGE_PROJECT" -f "$compose_file" -f "
 pip=$repo_dir/.venv/bin/pip
 [ -x "$pip" ] || die "no .venv: run make venv (make up-mixed does)"
 log "building the original system's wheels (nameko 2.14) into deploy/mixed/wheels/"
+# (async-timeout: redis-py wants it on Python before 3.11.3, as Debian
+# bookworm's 3.11.2 in the image, not on the host's.)
 "$pip" wheel --quiet --disable-pip-version-check -w "$deploy_dir/mixed/wheels" \
-  'nameko==2.14.*' 'redis==5.*' 'setuptools>=77,<81'
+  'nameko==2.14.*' 'redis==5.*' 'setuptools>=77,<81' 'async-timeout>=4.0.3'
 
 ensure_env_files
 ensure_base_images

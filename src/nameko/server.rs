@@ -1,7 +1,7 @@
 //! The serving side of nameko's protocol: a backend answering nameko callers.
 //!
 //! [`serve`] consumes `rpc-<service>` and hands each request to a
-//! [`Service`] (a generated `<Name>NamekoServer`), with the guarantees of our
+//! [`Service`] (a generated `<Name>AmqpServer`), with the guarantees of our
 //! own protocol (`crate::rpc::serve`): requests handled concurrently up to the
 //! prefetch; each acknowledged only after its reply is published, so a crash
 //! mid-call leaves it for another replica; a request that cannot be handled

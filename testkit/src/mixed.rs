@@ -26,7 +26,7 @@ pub enum Side {
 /// A part of a [`Mixed`] system: ours (`T`), or the original's.
 pub enum Part<T> {
     Ours(T),
-    Original(NamekoService),
+    Original(Box<NamekoService>),
 }
 
 /// How to start a [`Mixed`] system.
@@ -108,7 +108,7 @@ impl MixedBuilder {
                 env.extend(self.gateway_env);
                 Part::Ours(Gateway::start(Run::InProcess, &env).await)
             }
-            Side::Original => Part::Original(
+            Side::Original => Part::Original(Box::new(
                 NamekoService::start(
                     Original::Gateway,
                     &gateway_name,
@@ -118,7 +118,7 @@ impl MixedBuilder {
                     ],
                 )
                 .await,
-            ),
+            )),
         };
         let (http, grpc) = match &gateway {
             Part::Ours(gateway) => (gateway.http.clone(), Some(gateway.grpc.clone())),
@@ -246,7 +246,8 @@ async fn backend(
                 Backend::Trips => Original::Trips,
                 Backend::Airports => Original::Airports,
             };
-            Part::Original(NamekoService::start(original, name, &[redis_env(redis)]).await)
+            let service = NamekoService::start(original, name, &[redis_env(redis)]).await;
+            Part::Original(Box::new(service))
         }
     }
 }

@@ -31,7 +31,7 @@ impl Caller {
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
         let queue = namespace.queue("garbage-replies");
-        let reply_to = uuid_like(namespace);
+        let reply_to = format!("{}-replies", namespace.name());
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -124,10 +124,6 @@ impl Caller {
     }
 }
 
-fn uuid_like(namespace: &Namespace) -> String {
-    format!("{}-replies", namespace.name())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_answered_dead_lettered_and_never_stops_the_service() {
     let namespace = Namespace::new("nameko-garbage");
@@ -141,123 +137,94 @@ async fn garbage_is_answered_dead_lettered_and_never_stops_the_service() {
     let (connection, mut caller) = Caller::new(&namespace, &name).await;
 
     let valid = br#"{"args": ["EZE", "CPC"], "kwargs": {}}"#.to_vec();
-    let same = |p: BasicProperties| p;
-    let cases: Vec<(
-        &str,
-        &str,
-        Vec<u8>,
-        Box<dyn FnOnce(BasicProperties) -> BasicProperties>,
-        &str,
-    )> = vec![
+    let huge = format!(
+        r#"{{"args": ["{}", "CPC"], "kwargs": {{}}}}"#,
+        "E".repeat(2 << 20)
+    );
+    const JSON: &str = "application/json";
+    // (what, method, body, content type, the error it is answered with)
+    let cases: [(&str, &str, &[u8], &str, &str); 10] = [
         (
             "not JSON",
             "create",
-            b"EZE to CPC, please".to_vec(),
-            Box::new(same),
+            b"EZE to CPC, please",
+            JSON,
             "MalformedRequest",
         ),
         (
             "not UTF-8",
             "create",
-            vec![0xff, 0xfe, 0x00],
-            Box::new(same),
+            &[0xff, 0xfe, 0x00],
+            JSON,
             "MalformedRequest",
         ),
-        (
-            "a list",
-            "create",
-            b"[1, 2]".to_vec(),
-            Box::new(same),
-            "MalformedRequest",
-        ),
+        ("a list", "create", b"[1, 2]", JSON, "MalformedRequest"),
         (
             "no kwargs",
             "create",
-            br#"{"args": []}"#.to_vec(),
-            Box::new(same),
+            br#"{"args": []}"#,
+            JSON,
             "MalformedRequest",
         ),
         (
             "args a string",
             "create",
-            br#"{"args": "EZE", "kwargs": {}}"#.to_vec(),
-            Box::new(same),
+            br#"{"args": "EZE", "kwargs": {}}"#,
+            JSON,
             "MalformedRequest",
         ),
         (
             "protobuf",
             "create",
-            valid.clone(),
-            Box::new(|p: BasicProperties| p.with_content_type("application/x-protobuf".into())),
+            &valid,
+            "application/x-protobuf",
             "MalformedRequest",
         ),
-        (
-            "huge",
-            "create",
-            format!(
-                r#"{{"args": ["{}", "CPC"], "kwargs": {{}}}}"#,
-                "E".repeat(2 << 20)
-            )
-            .into_bytes(),
-            Box::new(same),
-            "MalformedRequest",
-        ),
-        (
-            "no such method",
-            "fly",
-            valid.clone(),
-            Box::new(same),
-            "MethodNotFound",
-        ),
+        ("2 MiB", "create", huge.as_bytes(), JSON, "MalformedRequest"),
+        ("no such method", "fly", &valid, JSON, "MethodNotFound"),
         (
             "one argument",
             "create",
-            br#"{"args": ["EZE"], "kwargs": {}}"#.to_vec(),
-            Box::new(same),
+            br#"{"args": ["EZE"], "kwargs": {}}"#,
+            JSON,
             "IncorrectSignature",
         ),
         (
-            "a number",
+            "numbers",
             "create",
-            br#"{"args": [1, 2], "kwargs": {}}"#.to_vec(),
-            Box::new(same),
+            br#"{"args": [1, 2], "kwargs": {}}"#,
+            JSON,
             "InvalidArgument",
         ),
     ];
-    let answered = cases.len();
-    for (i, (what, method, body, props, _)) in cases.into_iter().enumerate() {
+    for (what, method, body, content_type, _) in cases {
         caller
-            .send(method, &body, &format!("garbage-{i}"), props)
+            .send(method, body, what, |p| {
+                p.with_content_type(content_type.into())
+            })
             .await;
-        let _ = what;
     }
     // No reply_to: nobody to answer, dead-lettered unhandled.
     caller
-        .send("create", &valid, "unanswerable", |_| {
-            BasicProperties::default().with_content_type("application/json".into())
+        .send("create", &valid, "no reply_to", |_| {
+            BasicProperties::default().with_content_type(JSON.into())
         })
         .await;
-    let mut replies = Vec::new();
-    for _ in 0..answered {
-        replies.push(caller.reply().await);
+    let mut replies = std::collections::HashMap::new();
+    for _ in cases {
+        let (what, reply) = caller.reply().await;
+        replies.insert(what, reply);
     }
-    replies.sort_by_key(|(id, _)| id.trim_start_matches("garbage-").parse::<usize>().unwrap());
-    let expected = [
-        "MalformedRequest",
-        "MalformedRequest",
-        "MalformedRequest",
-        "MalformedRequest",
-        "MalformedRequest",
-        "MalformedRequest",
-        "MalformedRequest",
-        "MethodNotFound",
-        "IncorrectSignature",
-        "InvalidArgument",
-    ];
-    for ((id, reply), exc_type) in replies.iter().zip(expected) {
-        assert_eq!(reply["result"], Value::Null, "{id}: {reply}");
-        assert_eq!(reply["error"]["exc_type"], json!(exc_type), "{id}: {reply}");
+    for (what, _, _, _, exc_type) in cases {
+        let reply = &replies[what];
+        assert_eq!(reply["result"], Value::Null, "{what}: {reply}");
+        assert_eq!(
+            reply["error"]["exc_type"],
+            json!(exc_type),
+            "{what}: {reply}"
+        );
     }
+    let answered = cases.len();
 
     // Every one of them waits in the dead-letter queue, with its reason;
     // nothing is left (or looping) in the service's queue.
@@ -290,9 +257,9 @@ async fn garbage_is_answered_dead_lettered_and_never_stops_the_service() {
             other => panic!("a dead letter without its reason: {other:?}"),
         }
     }
-    let mut expected_reasons: Vec<String> = expected
+    let mut expected_reasons: Vec<String> = cases
         .iter()
-        .map(|exc_type| exc_type.to_string())
+        .map(|case| case.4.to_owned())
         .chain(["no reply_to".to_owned()])
         .collect();
     expected_reasons.sort();

@@ -6,13 +6,12 @@ mod service;
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use airbridge::app;
 use airbridge::config::BackendConfig;
 use airbridge::trips::v1::PingRequest;
 use airbridge::trips::v1::trips_amqp::{TripsAmqpClient, TripsAmqpServer};
-use airbridge::trips::v1::trips_nameko::{self, TripsNamekoServer};
+use airbridge::trips::v1::trips_nameko;
 use airbridge::trips::v1::trips_server::Trips;
 
 pub use crate::service::{KIND, TripsService};
@@ -25,13 +24,7 @@ pub async fn serve(config: &BackendConfig, shutdown: impl Future<Output = ()>) {
         config,
         KIND,
         trips_nameko::SERVICE_NAME,
-        |store| {
-            let service = Arc::new(TripsService::new(store));
-            (
-                TripsAmqpServer::from_arc(service.clone()),
-                TripsNamekoServer::from_arc(service),
-            )
-        },
+        |store| TripsAmqpServer::new(TripsService::new(store)),
         shutdown,
     )
     .await;
