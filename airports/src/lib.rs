@@ -9,13 +9,15 @@ use std::process::ExitCode;
 
 use airbridge::airports::v1::PingRequest;
 use airbridge::airports::v1::airports_amqp::{AirportsAmqpClient, AirportsAmqpServer};
+use airbridge::airports::v1::airports_nameko;
 use airbridge::airports::v1::airports_server::Airports;
 use airbridge::app;
 use airbridge::config::BackendConfig;
 
 pub use crate::service::{AirportsService, KIND};
 
-/// Serves `airports.v1.Airports` (and its metrics on `METRICS_ADDR`, when set)
+/// Serves `airports.v1.Airports` (its metrics on `METRICS_ADDR`, when set, and unless `NAMEKO=off` the
+/// original system's service to nameko callers)
 /// until `shutdown`, then answers the calls in flight. Fails only when it
 /// cannot listen on `METRICS_ADDR`.
 pub async fn serve(
@@ -25,6 +27,7 @@ pub async fn serve(
     app::serve_backend(
         config,
         KIND,
+        airports_nameko::SERVICE_NAME,
         |store| AirportsAmqpServer::new(AirportsService::new(store)),
         shutdown,
     )

@@ -14,7 +14,10 @@
 //! 3. the same two calls through the gateway's gRPC port, with tonic's
 //!    generated client over one HTTP/2 connection per concurrent caller (and
 //!    Get again with 8 calls multiplexed per connection, as gRPC clients
-//!    usually run).
+//!    usually run);
+//! 4. at 1 and 64: the backends straight through the broker, Airports/Get over
+//!    our AMQP RPC beside `airports_service.get` over nameko's protocol, and
+//!    `trips_service.create` over nameko's (`nameko.rs`).
 //!
 //! It prints a markdown table (req/s, p50/p99/p99.9, errors, ratio to the
 //! ceiling at the same concurrency, the CPU time each part of the system spent
@@ -27,6 +30,7 @@
 
 mod export;
 mod load;
+mod nameko;
 mod report;
 mod scenarios;
 
@@ -140,6 +144,7 @@ async fn start() -> System {
     let stack = Stack::builder("bench")
         .backends(Run::Process)
         .gateway(Run::Process)
+        .nameko()
         .start()
         .await;
     let echo_namespace = Namespace::new("bench-echo");
@@ -259,6 +264,10 @@ async fn run(settings: Settings) -> report::Report {
             concurrency,
             grpc_create,
         ));
+        if nameko::CONCURRENCY.contains(&concurrency) {
+            let id = &airport_id;
+            rows.extend(nameko::rows(&settings, &cpu, &system.stack, concurrency, id).await);
+        }
     }
     let peak = sampler.stop().await;
     let mut report = report::with_rss(rows, &idle, &peak);

@@ -1,11 +1,11 @@
 //! The gateway's settings, parsed once at start-up: the RPC settings every
-//! binary reads, where to listen, what one client may hold open, and which
-//! web origins may call gRPC-Web.
+//! binary reads, where to listen, what one client may hold open, which
+//! web origins may call gRPC-Web, and which protocol each backend speaks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use airbridge::config::{ConfigError, Env, FromEnv, rpc_config};
+use airbridge::config::{ConfigError, Env, FromEnv, Via, rpc_config};
 use airbridge::rpc::RpcConfig;
 use axum::http::HeaderValue;
 
@@ -27,6 +27,10 @@ pub struct GatewayConfig {
     pub limits: ConnLimits,
     /// Which browser origins may call gRPC-Web (`GRPC_WEB_ORIGINS`).
     pub grpc_web_origins: WebOrigins,
+    /// How trips is reached (`TRIPS_VIA`, `TRIPS_NAMEKO_SERVICE`).
+    pub trips: Via,
+    /// How airports is reached (`AIRPORTS_VIA`, `AIRPORTS_NAMEKO_SERVICE`).
+    pub airports: Via,
 }
 
 impl FromEnv for GatewayConfig {
@@ -37,6 +41,8 @@ impl FromEnv for GatewayConfig {
             grpc_addr: env.socket_addr("GRPC_ADDR", DEFAULT_GRPC_ADDR)?,
             limits: ConnLimits::from_env(env)?,
             grpc_web_origins: WebOrigins::from_env(env)?,
+            trips: Via::from_env(env, "TRIPS_VIA", "TRIPS_NAMEKO_SERVICE")?,
+            airports: Via::from_env(env, "AIRPORTS_VIA", "AIRPORTS_NAMEKO_SERVICE")?,
         })
     }
 }
@@ -208,6 +214,39 @@ mod tests {
                 let err = config(&[(name, bad)]).unwrap_err();
                 assert!(err.to_string().starts_with(name), "{name}={bad}: {err}");
             }
+        }
+    }
+
+    #[test]
+    fn each_backend_chooses_its_protocol() {
+        let default = config(&[]).unwrap();
+        assert_eq!(
+            (default.trips, default.airports),
+            (Via::Airbridge, Via::Airbridge)
+        );
+        let mixed = config(&[("TRIPS_VIA", "nameko"), ("AIRPORTS_VIA", "airbridge")]).unwrap();
+        assert_eq!(
+            (mixed.trips, mixed.airports),
+            (Via::Nameko(None), Via::Airbridge)
+        );
+        let named = config(&[
+            ("AIRPORTS_VIA", "nameko"),
+            ("AIRPORTS_NAMEKO_SERVICE", "airports_old"),
+        ])
+        .unwrap();
+        assert_eq!(named.airports, Via::Nameko(Some("airports_old".into())));
+        for (pairs, name) in [
+            (&[("TRIPS_VIA", "grpc")][..], "TRIPS_VIA"),
+            (
+                &[
+                    ("AIRPORTS_VIA", "nameko"),
+                    ("AIRPORTS_NAMEKO_SERVICE", "a.b"),
+                ][..],
+                "AIRPORTS_NAMEKO_SERVICE",
+            ),
+        ] {
+            let err = config(pairs).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
         }
     }
 }

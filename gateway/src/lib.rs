@@ -1,6 +1,7 @@
 //! gateway: what users touch. Serves the original REST API and gRPC (with
 //! reflection and health), and turns both into AMQP RPC calls to the
-//! backends through the generated clients.
+//! backends through the generated clients: ours, or, for a backend still
+//! running in the original nameko system (`TRIPS_VIA=nameko`), nameko's.
 //!
 //! [`serve`] is the whole server, on listeners the caller binds: the binary
 //! binds `HTTP_ADDR` and `GRPC_ADDR`, tests bind port 0. When `shutdown`
@@ -20,9 +21,10 @@ mod telemetry;
 
 use std::future::Future;
 
-use airbridge::airports::v1::airports_amqp::AirportsAmqpClient;
+use airbridge::airports::v1::airports_nameko::AirportsVia;
+use airbridge::nameko::NamekoClient;
 use airbridge::rpc::RpcClient;
-use airbridge::trips::v1::trips_amqp::TripsAmqpClient;
+use airbridge::trips::v1::trips_nameko::TripsVia;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -39,12 +41,15 @@ pub enum ServeError {
     Listener(#[from] std::io::Error),
 }
 
+/// Our name as a nameko caller (in reply queue names and call ids).
+pub const NAMEKO_CALLER: &str = "airbridge_gateway";
+
 /// The backends, as the REST handlers and the gRPC services call them.
 #[derive(Clone)]
 pub(crate) struct BackendClients {
     pub rpc: RpcClient,
-    pub trips: TripsAmqpClient,
-    pub airports: AirportsAmqpClient,
+    pub trips: TripsVia,
+    pub airports: AirportsVia,
 }
 
 /// Serves REST on `http` and gRPC on `grpc` until `shutdown`, then drains both
@@ -55,6 +60,7 @@ pub async fn serve(
     grpc: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let nameko = NamekoClient::new(config.rpc.clone(), NAMEKO_CALLER);
     let rpc = RpcClient::new(config.rpc);
     if let Err(status) = rpc.connect().await {
         // Not fatal: calls answer 503 and reconnect once the broker is back.
@@ -64,8 +70,8 @@ pub async fn serve(
         );
     }
     let backends = BackendClients {
-        trips: TripsAmqpClient::new(rpc.clone()),
-        airports: AirportsAmqpClient::new(rpc.clone()),
+        trips: TripsVia::new(&config.trips, &rpc, &nameko),
+        airports: AirportsVia::new(&config.airports, &rpc, &nameko),
         rpc: rpc.clone(),
     };
     tracing::info!(
@@ -102,6 +108,7 @@ pub async fn serve(
     );
     tokio::join!(rest, grpc);
     rpc.close().await;
+    nameko.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -41,6 +41,11 @@ pub use server::serve;
 pub(crate) use telemetry::describe as describe_metrics;
 pub use telemetry::{code_name, is_server_error};
 pub use topology::Topology;
+// Shared with the nameko transport (`crate::nameko`), which acknowledges,
+// guards against looping requests and names its metrics the same way.
+pub(crate) use acks::{Settled, run as run_acks};
+pub(crate) use server::{MAX_REDELIVERIES, Redeliveries};
+pub(crate) use topology::DEAD_LETTER_LIMIT;
 
 /// The content type of every request and reply.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";

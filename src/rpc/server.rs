@@ -93,7 +93,7 @@ pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Fu
 
 /// How often one replica takes back a request that was in flight when its
 /// connection died, before it dead-letters the request unhandled.
-const MAX_REDELIVERIES: u8 = 2;
+pub(crate) const MAX_REDELIVERIES: u8 = 2;
 /// Most requests [`Redeliveries`] remembers before it starts afresh.
 const REDELIVERIES_REMEMBERED: usize = 10_000;
 
@@ -106,13 +106,13 @@ const REDELIVERIES_REMEMBERED: usize = 10_000;
 /// `MAX_REDELIVERIES` per replica; an ordinary redelivery (a replica died
 /// mid-call) counts once and is handled as usual.
 #[derive(Default)]
-struct Redeliveries {
+pub(crate) struct Redeliveries {
     seen: std::sync::Mutex<HashMap<u64, u8>>,
 }
 
 impl Redeliveries {
     /// Counts one redelivery of `delivery`; true once it came back too often.
-    fn too_often(&self, delivery: &Delivery) -> bool {
+    pub(crate) fn too_often(&self, delivery: &Delivery) -> bool {
         let properties = &delivery.properties;
         let mut hasher = DefaultHasher::new();
         properties.message_id().hash(&mut hasher);

@@ -7,7 +7,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
 /// Most messages a dead-letter queue keeps; the oldest are dropped past it.
-const DEAD_LETTER_LIMIT: i64 = 10_000;
+pub(crate) const DEAD_LETTER_LIMIT: i64 = 10_000;
 
 /// Names of the queues and exchanges that carry RPC traffic.
 ///

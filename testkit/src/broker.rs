@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use airbridge::config::BackendConfig;
+use airbridge::config::{BackendConfig, NamekoSide};
+use airbridge::nameko;
 use airbridge::rpc::{RpcConfig, Topology};
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -29,10 +30,16 @@ pub fn amqp_url() -> String {
 }
 
 /// A namespace on the test broker that no other test run uses.
+///
+/// nameko's names cannot be put under a namespace (its exchange is always
+/// `nameko-rpc`), so nameko services get names of the namespace's own instead
+/// ([`Namespace::nameko_name`]), whose queues it deletes too.
 pub struct Namespace {
     name: String,
     /// Queues a test declared itself (reply queues, probes), deleted too.
     extra_queues: Mutex<BTreeSet<String>>,
+    /// nameko service names handed out.
+    nameko_names: Mutex<BTreeSet<String>>,
 }
 
 impl Namespace {
@@ -42,6 +49,7 @@ impl Namespace {
         Self {
             name: format!("test-{test}-{}", &id[..12]),
             extra_queues: Mutex::default(),
+            nameko_names: Mutex::default(),
         }
     }
 
@@ -63,21 +71,44 @@ impl Namespace {
         }
     }
 
-    /// A backend's settings: this namespace and the Redis at `redis_url`.
+    /// A backend's settings: this namespace and the Redis at `redis_url`
+    /// (no nameko side: its usual name would be shared by every test).
     pub fn backend_config(&self, redis_url: &str) -> BackendConfig {
         BackendConfig {
             rpc: self.rpc_config(),
             redis_url: redis_url.to_owned(),
             metrics_addr: None,
+            nameko: NamekoSide::Off,
         }
     }
 
-    /// The environment that points a child process at this namespace.
+    /// The environment that points a child process at this namespace. A
+    /// backend's nameko side is off (its usual name would be shared by every
+    /// test); [`Namespace::nameko_env`] turns it on under a name of its own.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AMQP_URL", amqp_url()),
             ("AMQP_NAMESPACE", self.name.clone()),
+            ("NAMEKO", "off".into()),
         ]
+    }
+
+    /// A nameko service name of this namespace's own, `<base>_<id>`: its
+    /// queue, its dead-letter queue and the reply queues of a nameko caller
+    /// of that name are deleted with the namespace.
+    pub fn nameko_name(&self, base: &str) -> String {
+        let name = format!("{base}_{}", &self.name[self.name.len() - 12..]);
+        self.nameko_names
+            .lock()
+            .expect("poisoned")
+            .insert(name.clone());
+        name
+    }
+
+    /// What a backend process adds to [`Namespace::env`] to answer nameko
+    /// calls as `name` (from [`Namespace::nameko_name`]).
+    pub fn nameko_env(name: &str) -> [(&'static str, String); 2] {
+        [("NAMEKO", "on".into()), ("NAMEKO_SERVICE", name.to_owned())]
     }
 
     /// A queue name under this namespace, deleted with it.
@@ -98,7 +129,32 @@ impl Namespace {
             .flat_map(|service| [topology.queue(service), topology.dead_letter_queue(service)])
             .collect();
         queues.extend(self.extra_queues.lock().expect("poisoned").iter().cloned());
+        for name in self.nameko_names.lock().expect("poisoned").iter() {
+            queues.extend([nameko::queue(name), nameko::dead_letter_queue(name)]);
+        }
         queues
+    }
+
+    /// The reply queues of nameko callers named by this namespace (none
+    /// without asking rabbitmqctl when it named none).
+    async fn nameko_reply_queues(&self) -> Vec<String> {
+        let callers: Vec<String> = self
+            .nameko_names
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|name| format!("rpc.reply-{name}-"))
+            .collect();
+        if callers.is_empty() {
+            return Vec::new();
+        }
+        let listed = rabbitmqctl(&["-q", "--no-table-headers", "list_queues", "name"]).await;
+        listed
+            .lines()
+            .map(str::trim)
+            .filter(|queue| callers.iter().any(|prefix| queue.starts_with(prefix)))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Every exchange this namespace may hold.
@@ -118,6 +174,13 @@ impl Namespace {
         for exchange in self.exchanges() {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        // Last, as it lists the broker's queues with rabbitmqctl: nameko
+        // callers' reply queues end in a uuid only they know.
+        for queue in self.nameko_reply_queues().await {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
         connection.close(200, "namespace deleted".into()).await

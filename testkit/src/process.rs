@@ -73,11 +73,19 @@ impl Process {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let child = Command::new(path)
+        let mut command = Command::new(path);
+        command
             .args(args)
             .env("RUST_LOG", log_filter())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stderr(stderr)
+            .stderr(stderr);
+        Self::start(name, command)
+    }
+
+    /// Starts `command` (any program: the Python services of the original
+    /// system too), to be killed when dropped; `name` is what messages call it.
+    pub fn start(name: String, mut command: Command) -> Self {
+        let child = command
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
@@ -110,6 +118,11 @@ impl Process {
 
     pub(crate) fn set_metrics_addr(&mut self, addr: SocketAddr) {
         self.metrics_addr = Some(addr);
+    }
+
+    /// The child's stdout, when it was piped.
+    pub fn take_stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.child.stdout.take()
     }
 
     /// The child's stderr, when it was piped.

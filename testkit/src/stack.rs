@@ -22,9 +22,17 @@ pub struct StackBuilder {
     gateway_env: Vec<(&'static str, String)>,
     backend_env: Vec<(&'static str, String)>,
     log_filter: Option<String>,
+    nameko: bool,
 }
 
 impl StackBuilder {
+    /// Has the backends answer nameko calls too, under names of the
+    /// namespace's own ([`Stack::nameko`]).
+    pub fn nameko(mut self) -> Self {
+        self.nameko = true;
+        self
+    }
+
     /// Runs trips and airports as child processes (default: in-process).
     pub fn backends(mut self, run: Run) -> Self {
         self.backends = run;
@@ -79,24 +87,39 @@ impl StackBuilder {
             tokio::join!(RedisServer::start(), RedisServer::start());
         let mut common_env = namespace.env();
         common_env.extend(self.log_filter.map(|filter| ("RUST_LOG", filter)));
-        // What every backend gets: the common part and the builder's extras.
+        let nameko = self.nameko.then(|| NamekoNames {
+            trips: namespace.nameko_name("trips_service"),
+            airports: namespace.nameko_name("airports_service"),
+        });
+        // What every backend gets: the common part, the builder's extras and
+        // its nameko name.
         let mut backend_common = common_env.clone();
         backend_common.extend(self.backend_env.iter().cloned());
+        let backend_env = |redis: &RedisServer, nameko_name: Option<&String>| {
+            let mut env = backend_env(&backend_common, redis);
+            env.extend(
+                nameko_name
+                    .into_iter()
+                    .flat_map(|name| Namespace::nameko_env(name)),
+            );
+            env
+        };
+        let trips_env = backend_env(&trips_redis, nameko.as_ref().map(|n| &n.trips));
         let mut trips = Vec::with_capacity(self.trips_replicas);
         for _ in 0..self.trips_replicas {
-            let env = backend_env(&backend_common, &trips_redis);
-            trips.push(Running::backend(Backend::Trips, self.backends, &env).await);
+            trips.push(Running::backend(Backend::Trips, self.backends, &trips_env).await);
         }
         let airports = Running::backend(
             Backend::Airports,
             self.backends,
-            &backend_env(&backend_common, &airports_redis),
+            &backend_env(&airports_redis, nameko.as_ref().map(|n| &n.airports)),
         )
         .await;
         let mut gateway_env = common_env.clone();
         gateway_env.extend(self.gateway_env);
         let gateway = Gateway::start(self.gateway, &gateway_env).await;
         let stack = Stack {
+            nameko,
             gateway,
             gateway_env,
             backend_env: backend_common,
@@ -116,6 +139,9 @@ impl StackBuilder {
 /// A running system. Dropping it stops the services, then the Redis servers,
 /// then deletes the namespace's queues and exchanges (fields drop in order).
 pub struct Stack {
+    /// The nameko names the backends answer to, when asked for
+    /// ([`StackBuilder::nameko`]).
+    pub nameko: Option<NamekoNames>,
     pub gateway: Gateway,
     gateway_env: Vec<(&'static str, String)>,
     /// What every backend's environment starts with.
@@ -132,6 +158,13 @@ pub struct Stack {
     pub client: reqwest::Client,
 }
 
+/// The nameko names a stack's backends answer to.
+#[derive(Clone, Debug)]
+pub struct NamekoNames {
+    pub trips: String,
+    pub airports: String,
+}
+
 impl Stack {
     /// A stack for test `test` (which names its namespace).
     pub fn builder(test: &str) -> StackBuilder {
@@ -143,6 +176,7 @@ impl Stack {
             gateway_env: Vec::new(),
             backend_env: Vec::new(),
             log_filter: None,
+            nameko: false,
         }
     }
 

@@ -11,11 +11,13 @@ use airbridge::app;
 use airbridge::config::BackendConfig;
 use airbridge::trips::v1::PingRequest;
 use airbridge::trips::v1::trips_amqp::{TripsAmqpClient, TripsAmqpServer};
+use airbridge::trips::v1::trips_nameko;
 use airbridge::trips::v1::trips_server::Trips;
 
 pub use crate::service::{KIND, TripsService};
 
-/// Serves `trips.v1.Trips` (and its metrics on `METRICS_ADDR`, when set)
+/// Serves `trips.v1.Trips` (its metrics on `METRICS_ADDR`, when set, and unless `NAMEKO=off` the
+/// original system's service to nameko callers)
 /// until `shutdown`, then answers the calls in flight. Fails only when it
 /// cannot listen on `METRICS_ADDR`.
 pub async fn serve(
@@ -25,6 +27,7 @@ pub async fn serve(
     app::serve_backend(
         config,
         KIND,
+        trips_nameko::SERVICE_NAME,
         |store| TripsAmqpServer::new(TripsService::new(store)),
         shutdown,
     )

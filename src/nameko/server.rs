@@ -1,0 +1,314 @@
+//! The serving side of nameko's protocol: a backend answering nameko callers.
+//!
+//! [`serve`] consumes `rpc-<service>` and hands each request to a
+//! [`Service`] (a generated `<Name>AmqpServer`), with the guarantees of our
+//! own protocol (`crate::rpc::serve`): requests handled concurrently up to the
+//! prefetch; each acknowledged only after its reply is published, so a crash
+//! mid-call leaves it for another replica; a request that cannot be handled
+//! (not JSON, the wrong shape, no `reply_to`, too big, an unknown method,
+//! arguments that do not fit) answered with nameko's error where it can be,
+//! then dead-lettered; a request that keeps coming back dead-lettered
+//! unhandled. Garbage never crashes the server and never loops.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::error::{CallError, RemoteError};
+use super::topology::{EXCHANGE, dead_letter_queue, declare_service, queue};
+use super::{CALL_ID_STACK, CONTENT_TYPE, IncomingCall, Service};
+use crate::rpc::{MAX_REDELIVERIES, Redeliveries, RpcConfig, Settled, run_acks};
+
+/// Longest wait between two attempts to reach the broker (as our own server).
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// The header a dead-lettered request carries, saying why.
+pub const REASON_HEADER: &str = "x-airbridge-reason";
+
+/// Serves `service` to nameko callers as nameko service `name` until
+/// `shutdown`; then stops consuming, answers the calls in flight and closes
+/// the connection. Reconnects with a growing delay when the broker goes.
+pub async fn serve<S: Service>(
+    config: &RpcConfig,
+    name: &str,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) {
+    let service = Arc::new(service);
+    let in_flight = TaskTracker::new();
+    let redeliveries = Arc::new(Redeliveries::default());
+    let queue = queue(name);
+    tokio::pin!(shutdown);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let opened = tokio::select! {
+            () = &mut shutdown => break,
+            opened = Consumer::open(config, name) => opened,
+        };
+        let consumer = match opened {
+            Ok(consumer) => consumer,
+            Err(err) => {
+                tracing::warn!(error = %err, %queue, retry_in = ?delay, "cannot consume nameko calls");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        tracing::info!(%queue, "serving nameko calls");
+        tokio::select! {
+            () = &mut shutdown => {
+                consumer.stop(&in_flight).await;
+                return;
+            }
+            () = consumer.run(&service, &in_flight, &redeliveries) => {}
+        }
+        tracing::warn!(%queue, "message broker connection lost; reconnecting");
+    }
+    in_flight.close();
+    in_flight.wait().await;
+}
+
+/// One connection consuming a nameko service queue.
+struct Consumer {
+    connection: Connection,
+    /// Where calls are shared out to the handlers.
+    handler: Handler,
+    consumer: lapin::Consumer,
+    acker: tokio::task::JoinHandle<()>,
+}
+
+/// What every handler of one connection needs.
+#[derive(Clone)]
+struct Handler {
+    service: Arc<str>,
+    channel: Channel,
+    /// In confirm mode: a request is acknowledged only once the broker has
+    /// its dead-lettered copy.
+    dead_letters: Channel,
+    settled: mpsc::UnboundedSender<Settled>,
+}
+
+impl Consumer {
+    async fn open(config: &RpcConfig, name: &str) -> lapin::Result<Self> {
+        let connection = super::connect(config, &format!("airbridge nameko {name}")).await?;
+        let channel = connection.create_channel().await?;
+        declare_service(&channel, name).await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let dead_letters = connection.create_channel().await?;
+        dead_letters
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue(name).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let (settled, reports) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(run_acks(channel.clone(), reports));
+        Ok(Self {
+            connection,
+            handler: Handler {
+                service: name.into(),
+                channel,
+                dead_letters,
+                settled,
+            },
+            consumer,
+            acker,
+        })
+    }
+
+    /// Handles deliveries until the connection or the consumer ends.
+    async fn run<S: Service>(
+        &self,
+        service: &Arc<S>,
+        in_flight: &TaskTracker,
+        redeliveries: &Arc<Redeliveries>,
+    ) {
+        let mut deliveries = self.consumer.clone();
+        while let Some(delivery) = deliveries.next().await {
+            let Ok(delivery) = delivery.inspect_err(|err| {
+                tracing::warn!(error = %err, service = %self.handler.service, "consumer failed");
+            }) else {
+                return;
+            };
+            let handler = self.handler.clone();
+            if delivery.redelivered && redeliveries.too_often(&delivery) {
+                tracing::error!(
+                    routing_key = %delivery.routing_key,
+                    "a nameko request came back after {MAX_REDELIVERIES} lost connections; \
+                     dead-lettering it unhandled"
+                );
+                in_flight.spawn(handler.dead_letter(delivery, "redelivered too often".into()));
+                continue;
+            }
+            in_flight.spawn(handler.handle(service.clone(), delivery));
+        }
+    }
+
+    /// Stops taking requests, answers those in flight, and disconnects.
+    async fn stop(self, in_flight: &TaskTracker) {
+        let service = self.handler.service.clone();
+        tracing::info!(%service, "shutting down: no new nameko calls");
+        if let Err(err) = self
+            .handler
+            .channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot cancel the consumer");
+        }
+        in_flight.close();
+        in_flight.wait().await;
+        drop(self.handler);
+        let _ = self.acker.await;
+        let _ = self.connection.close(200, "shutting down".into()).await;
+        tracing::info!(%service, "shut down: every accepted nameko call answered");
+    }
+}
+
+impl Handler {
+    /// Answers one delivery, then has it acknowledged or dead-lettered.
+    async fn handle<S: Service>(self, service: Arc<S>, delivery: Delivery) {
+        let call_ids = call_id_stack(delivery.properties.headers());
+        let span = tracing::info_span!("nameko", service = %self.service, routing_key = %delivery.routing_key, call_ids);
+        async move {
+            let reply_to = delivery.properties.reply_to().clone();
+            let Some(reply_to) = reply_to.filter(|to| !to.as_str().is_empty()) else {
+                tracing::warn!("dead-lettering a nameko request with no reply_to");
+                return self.dead_letter(delivery, "no reply_to".into()).await;
+            };
+            let outcome = match IncomingCall::from_delivery(&delivery, &self.service) {
+                Ok(call) => AssertUnwindSafe(service.call(call))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!("handler panicked; dead-lettering the request");
+                        Err(CallError::Rejected(RemoteError::from_status(&tonic::Status::internal(
+                            "the service failed while handling the request",
+                        ))))
+                    }),
+                Err(malformed) => Err(CallError::Rejected(malformed)),
+            };
+            let body = match &outcome {
+                Ok(result) => json!({"result": result, "error": null}),
+                Err(err) => json!({"result": null, "error": err.error().to_json()}),
+            };
+            if !self.reply(&reply_to, &delivery, &body).await {
+                // Unacknowledged: the broker redelivers it once this connection is gone.
+                return;
+            }
+            match outcome {
+                Ok(_) | Err(CallError::Failed(_)) => {
+                    let _ = self.settled.send(Settled::Ack(delivery.delivery_tag));
+                }
+                Err(CallError::Rejected(error)) => {
+                    tracing::warn!(exc_type = %error.exc_type, reason = %error.value, "rejecting a nameko request");
+                    let reason = format!("{}: {}", error.exc_type, error.value);
+                    self.dead_letter(delivery, reason).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Publishes the reply to the caller's routing key on `nameko-rpc`; false
+    /// when it could not be published (the connection is gone).
+    async fn reply(&self, reply_to: &ShortString, delivery: &Delivery, body: &Value) -> bool {
+        let mut properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_content_encoding("utf-8".into());
+        if let Some(id) = delivery.properties.correlation_id() {
+            properties = properties.with_correlation_id(id.clone());
+        }
+        let body = serde_json::to_vec(body).expect("JSON values serialise");
+        let published = self
+            .channel
+            .basic_publish(
+                EXCHANGE.into(),
+                reply_to.clone(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await;
+        published
+            .inspect_err(|err| tracing::warn!(error = %err, "cannot publish the nameko reply"))
+            .is_ok()
+    }
+
+    /// Keeps the request, with `reason`, in the service's dead-letter queue,
+    /// then acknowledges it; when the broker does not take the copy, the
+    /// request stays unacknowledged and comes back later.
+    async fn dead_letter(self, delivery: Delivery, reason: String) {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
+        headers.insert(
+            "x-airbridge-routing-key".into(),
+            AMQPValue::LongString(delivery.routing_key.as_str().into()),
+        );
+        let properties = delivery.properties.clone().with_headers(headers);
+        let published = self
+            .dead_letters
+            .basic_publish(
+                "".into(),
+                dead_letter_queue(&self.service).as_str().into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await;
+        let confirmed = match published {
+            Ok(confirm) => confirm.await,
+            Err(err) => Err(err),
+        };
+        match confirmed {
+            Ok(Confirmation::Ack(_) | Confirmation::NotRequested) => {
+                let _ = self.settled.send(Settled::Ack(delivery.delivery_tag));
+            }
+            Ok(Confirmation::Nack(_)) => tracing::warn!("the broker refused a dead letter"),
+            Err(err) => tracing::warn!(error = %err, "cannot dead-letter a nameko request"),
+        }
+    }
+}
+
+/// The caller's `nameko.call_id_stack`, joined as nameko logs it.
+fn call_id_stack(headers: &Option<FieldTable>) -> String {
+    let Some(AMQPValue::FieldArray(stack)) =
+        headers.as_ref().and_then(|h| h.inner().get(CALL_ID_STACK))
+    else {
+        return String::new();
+    };
+    stack
+        .as_slice()
+        .iter()
+        .filter_map(|value| match value {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("->")
+}
