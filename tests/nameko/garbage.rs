@@ -132,7 +132,7 @@ async fn garbage_is_answered_dead_lettered_and_never_stops_the_service() {
     let mut env = namespace.env();
     env.extend(Namespace::nameko_env(&name));
     env.push(("REDIS_URL", redis.url()));
-    let _trips = Running::backend(Backend::Trips, Run::InProcess, &env);
+    let _trips = Running::backend(Backend::Trips, Run::InProcess, &env).await;
     wait_consumed(&name).await;
     let (connection, mut caller) = Caller::new(&namespace, &name).await;
 
