@@ -6,9 +6,10 @@
 //! its own settings: [`BackendConfig`] for trips and airports (with
 //! `METRICS_ADDR`), the gateway's `GatewayConfig` (`HTTP_ADDR`, `GRPC_ADDR`)
 //! built from the same parts. The RPC settings ([`rpc_config`]) are common to all:
-//! `AMQP_URL` (or the original system's `RABBIT_USER`, `RABBIT_PASSWORD`,
-//! `RABBIT_HOST`, `RABBIT_PORT`), `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`,
-//! `RPC_PREFETCH`; the backends add `REDIS_URL` (or `REDIS_HOST`,
+//! `AMQP_URL` (one URL per broker node, comma-separated; or the original
+//! system's `RABBIT_USER`, `RABBIT_PASSWORD`, `RABBIT_HOST`, `RABBIT_PORT`),
+//! `AMQP_HEARTBEAT_SECS`, `AMQP_CONNECT_TIMEOUT_MS`, `AMQP_QUEUE_TYPE`,
+//! `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`, `RPC_PREFETCH`; the backends add `REDIS_URL` (or `REDIS_HOST`,
 //! `REDIS_PORT`) and their nameko side (`NAMEKO`, `NAMEKO_SERVICE`); the
 //! gateway the protocol of each backend ([`Via`]). Every default is written once, here or on the type it
 //! belongs to ([`RpcConfig`]). A bad value is a [`ConfigError`] naming the
@@ -22,7 +23,8 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::rpc::{RpcConfig, Topology};
+use crate::broker::Broker;
+use crate::rpc::{QueueType, RpcConfig, Topology};
 
 mod otel;
 
@@ -224,7 +226,31 @@ pub fn rpc_config(env: &Env) -> Result<RpcConfig, ConfigError> {
             "use letters, digits, '-', '_' and '.' only",
         ));
     }
-    let defaults = RpcConfig::new(amqp_url(env)?);
+    let heartbeat: u64 =
+        env.parse_or("AMQP_HEARTBEAT_SECS", Broker::DEFAULT_HEARTBEAT.as_secs())?;
+    if heartbeat == 0 || heartbeat > u64::from(u16::MAX) {
+        return Err(ConfigError::new(
+            "AMQP_HEARTBEAT_SECS",
+            heartbeat.to_string(),
+            "must be 1 to 65535 seconds",
+        ));
+    }
+    let connect_timeout_ms: u64 = env.parse_or(
+        "AMQP_CONNECT_TIMEOUT_MS",
+        Broker::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
+    )?;
+    if connect_timeout_ms == 0 {
+        return Err(ConfigError::new(
+            "AMQP_CONNECT_TIMEOUT_MS",
+            "0",
+            "must be positive",
+        ));
+    }
+    let queue_type: QueueType = env.parse_or("AMQP_QUEUE_TYPE", QueueType::Classic)?;
+    let broker = broker(env)?
+        .with_heartbeat(Duration::from_secs(heartbeat))
+        .with_connect_timeout(Duration::from_millis(connect_timeout_ms));
+    let defaults = RpcConfig::new(broker);
     let timeout_ms: u64 = env.parse_or(
         "RPC_TIMEOUT_MS",
         defaults.default_timeout.as_millis() as u64,
@@ -237,15 +263,16 @@ pub fn rpc_config(env: &Env) -> Result<RpcConfig, ConfigError> {
         return Err(ConfigError::new("RPC_PREFETCH", "0", "must be positive"));
     }
     Ok(RpcConfig {
-        topology: Topology::new(namespace),
+        topology: Topology::new(namespace).with_queue_type(queue_type),
         default_timeout: Duration::from_millis(timeout_ms),
         prefetch,
         ..defaults
     })
 }
 
-/// The broker URL: `AMQP_URL`, else one built from the `RABBIT_*` variables.
-fn amqp_url(env: &Env) -> Result<String, ConfigError> {
+/// The broker's nodes: `AMQP_URL` (comma-separated, one URL per node), else
+/// one node built from the `RABBIT_*` variables.
+fn broker(env: &Env) -> Result<Broker, ConfigError> {
     const RABBIT: [&str; 4] = [
         "RABBIT_USER",
         "RABBIT_PASSWORD",
@@ -264,10 +291,26 @@ fn amqp_url(env: &Env) -> Result<String, ConfigError> {
             );
             ("RABBIT_HOST", url)
         }
-        None => return Ok(RpcConfig::DEFAULT_URL.to_owned()),
+        None => ("AMQP_URL", RpcConfig::DEFAULT_URL.to_owned()),
     };
-    lapin::uri::AMQPUri::from_str(&url).map_err(|err| ConfigError::new(name, &url, err))?;
-    Ok(url)
+    Broker::parse(&url).map_err(|err| ConfigError::new(name, redact(&url), err))
+}
+
+/// `urls` with every password replaced by `***`, fit for an error message.
+fn redact(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if scheme + 3 < at => {
+                let userinfo = &url[scheme + 3..at];
+                match userinfo.find(':') {
+                    Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+                    None => url.to_owned(),
+                }
+            }
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The Redis URL: `REDIS_URL`, else one built from `REDIS_HOST`/`REDIS_PORT`.
@@ -388,7 +431,12 @@ mod tests {
     fn defaults() {
         let env = Env::default();
         let backend = BackendConfig::from_env(&env).unwrap();
-        assert_eq!(backend.rpc.url, RpcConfig::DEFAULT_URL);
+        assert_eq!(
+            backend.rpc.broker.nodes().collect::<Vec<_>>(),
+            ["127.0.0.1:5672"]
+        );
+        assert_eq!(backend.rpc.broker.connect_timeout(), Duration::from_secs(3));
+        assert_eq!(backend.rpc.topology.queue_type(), QueueType::Classic);
         assert_eq!(backend.redis_url, DEFAULT_REDIS_URL);
         assert_eq!(backend.rpc.default_timeout, Duration::from_secs(5));
         assert_eq!(backend.rpc.prefetch, 64);
@@ -409,12 +457,45 @@ mod tests {
             ("RABBIT_PASSWORD", "p@ss"),
             ("RABBIT_HOST", "rabbitmq"),
         ]);
-        assert_eq!(
-            amqp_url(&env).unwrap(),
-            "amqp://air%20bridge:p%40ss@rabbitmq:5672/%2f"
-        );
+        let nodes = |env: &Env| {
+            broker(env)
+                .unwrap()
+                .nodes()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(nodes(&env), ["rabbitmq:5672"]);
         let env = Env::from_pairs([("AMQP_URL", "amqp://a:b@h:1/v"), ("RABBIT_HOST", "x")]);
-        assert_eq!(amqp_url(&env).unwrap(), "amqp://a:b@h:1/v", "AMQP_URL wins");
+        assert_eq!(nodes(&env), ["h:1"], "AMQP_URL wins");
+    }
+
+    #[test]
+    fn a_cluster_and_its_settings() {
+        let env = Env::from_pairs([
+            ("AMQP_URL", "amqp://u:p@r1:5672/%2f,amqp://u:p@r2:5672/%2f"),
+            ("AMQP_CONNECT_TIMEOUT_MS", "750"),
+            ("AMQP_HEARTBEAT_SECS", "2"),
+            ("AMQP_QUEUE_TYPE", "quorum"),
+        ]);
+        let rpc = rpc_config(&env).unwrap();
+        assert_eq!(
+            rpc.broker.nodes().collect::<Vec<_>>(),
+            ["r1:5672", "r2:5672"]
+        );
+        assert_eq!(rpc.broker.connect_timeout(), Duration::from_millis(750));
+        assert_eq!(rpc.topology.queue_type(), QueueType::Quorum);
+    }
+
+    #[test]
+    fn broker_errors_hide_passwords() {
+        let err = rpc_config(&Env::from_pairs([(
+            "AMQP_URL",
+            "amqp://u:secret@r1/%2f,http://u:secret2@r2",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("AMQP_URL") && err.contains("URL 2"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]
@@ -455,6 +536,15 @@ mod tests {
             ("RPC_TIMEOUT_MS", backend(&[("RPC_TIMEOUT_MS", "0")])),
             ("RPC_PREFETCH", backend(&[("RPC_PREFETCH", "lots")])),
             ("AMQP_NAMESPACE", backend(&[("AMQP_NAMESPACE", "a b")])),
+            ("AMQP_QUEUE_TYPE", backend(&[("AMQP_QUEUE_TYPE", "stream")])),
+            (
+                "AMQP_HEARTBEAT_SECS",
+                backend(&[("AMQP_HEARTBEAT_SECS", "0")]),
+            ),
+            (
+                "AMQP_CONNECT_TIMEOUT_MS",
+                backend(&[("AMQP_CONNECT_TIMEOUT_MS", "0")]),
+            ),
             ("METRICS_ADDR", backend(&[("METRICS_ADDR", "9464")])),
             (
                 "OTEL_TRACES_SAMPLER",

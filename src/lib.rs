@@ -6,6 +6,7 @@
 //! ([`config`], [`telemetry`], [`prometheus`], [`shutdown`]).
 
 pub mod app;
+pub mod broker;
 pub mod config;
 pub mod id;
 pub mod nameko;

@@ -10,12 +10,13 @@
 //! Codes as gRPC callers see them: a service nobody consumes (or no queue
 //! bound) is UNAVAILABLE at once, no reply in time is DEADLINE_EXCEEDED, and
 //! nameko errors map as `error.rs` says. When the connection dies, the calls
-//! in flight fail with UNAVAILABLE and the next call connects again.
+//! in flight fail with UNAVAILABLE and the next call connects again (to
+//! another node when the broker has several: `crate::broker`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -32,14 +33,10 @@ use tonic::{Code, Status};
 use super::error::read_reply;
 use super::topology::{EXCHANGE, declare_exchange, queue};
 use super::{CALL_ID_STACK, CONTENT_TYPE, HEADER_PREFIX, Method};
+use crate::broker::{Alive, ConsumerProbe, Reconnecting};
 use crate::rpc::{IDEMPOTENCY_KEY, RpcConfig, TRACEPARENT_HEADER, code_name, parse_grpc_timeout};
 use crate::trace::TraceParent;
 
-/// How long a queue found with a consumer is trusted to still have one (as
-/// our own client).
-const CONSUMER_CHECK_TTL: Duration = Duration::from_secs(1);
-/// Longest wait for a new connection, whatever the call's deadline.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// nameko's delivery mode for requests: persistent.
 const PERSISTENT: u8 = 2;
 
@@ -53,8 +50,7 @@ struct Inner {
     config: RpcConfig,
     /// Our name as a nameko caller: in reply queue names and call ids.
     caller: String,
-    session: RwLock<Option<Arc<Session>>>,
-    connecting: tokio::sync::Mutex<()>,
+    session: Reconnecting<Session>,
 }
 
 impl std::fmt::Debug for NamekoClient {
@@ -71,26 +67,26 @@ impl NamekoClient {
     pub fn new(config: RpcConfig, caller: &str) -> Self {
         Self {
             inner: Arc::new(Inner {
+                session: Reconnecting::new(
+                    config.broker.clone(),
+                    format!("airbridge nameko {caller}"),
+                ),
                 config,
                 caller: caller.to_owned(),
-                session: RwLock::new(None),
-                connecting: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
     /// Connects now, if not connected yet.
     pub async fn connect(&self) -> Result<(), Status> {
-        self.session(Instant::now() + CONNECT_TIMEOUT)
-            .await
-            .map(drop)
+        let deadline = Instant::now() + self.inner.config.broker.failover_timeout();
+        self.session(deadline).await.map(drop)
     }
 
     /// Closes the connection (and so the reply queue); calls in flight fail
     /// with UNAVAILABLE.
     pub async fn close(&self) {
-        let session = self.inner.session.write().expect("poisoned").take();
-        if let Some(session) = session {
+        if let Some(session) = self.inner.session.take() {
             session.alive.store(false, Ordering::Release);
             session.fail_all("client closed");
             let _ = session.connection.close(200, "bye".into()).await;
@@ -155,25 +151,13 @@ impl NamekoClient {
         answer
     }
 
-    fn current(&self) -> Option<Arc<Session>> {
-        let session = self.inner.session.read().expect("poisoned");
-        session.as_ref().filter(|s| s.is_alive()).cloned()
-    }
-
     async fn session(&self, deadline: Instant) -> Result<Arc<Session>, Status> {
-        if let Some(session) = self.current() {
-            return Ok(session);
-        }
-        let _connecting = self.inner.connecting.lock().await;
-        if let Some(session) = self.current() {
-            return Ok(session);
-        }
-        let limit = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-        let session = tokio::time::timeout_at(limit.into(), Session::open(&self.inner))
-            .await
-            .map_err(|_| Status::unavailable("timed out connecting to the message broker"))?
-            .map_err(|err| Status::unavailable(format!("message broker unreachable: {err}")))?;
-        *self.inner.session.write().expect("poisoned") = Some(session.clone());
+        let caller = &self.inner.caller;
+        let (session, _) = self
+            .inner
+            .session
+            .get(deadline, |connection| Session::open(connection, caller))
+            .await?;
         Ok(session)
     }
 }
@@ -198,24 +182,19 @@ struct Session {
     reply_to: String,
     waiting: Waiting,
     alive: AtomicBool,
-    /// When each service queue was last found with a consumer.
-    checked: Mutex<HashMap<String, Instant>>,
-    /// For passive declarations, which the broker answers for a missing queue
-    /// by closing the channel.
-    probe: tokio::sync::Mutex<Option<Channel>>,
+    /// Which service queues have a consumer.
+    probe: ConsumerProbe,
 }
 
 impl Session {
-    async fn open(inner: &Inner) -> lapin::Result<Arc<Self>> {
-        let connection =
-            super::connect(&inner.config, &format!("airbridge nameko {}", inner.caller)).await?;
+    async fn open(connection: Connection, caller: &str) -> lapin::Result<Arc<Self>> {
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         declare_exchange(&channel).await?;
         let reply_to = uuid::Uuid::new_v4().to_string();
-        let reply_queue = format!("rpc.reply-{}-{reply_to}", inner.caller);
+        let reply_queue = format!("rpc.reply-{caller}-{reply_to}");
         channel
             .queue_declare(
                 reply_queue.as_str().into(),
@@ -253,16 +232,11 @@ impl Session {
             reply_to,
             waiting: Mutex::default(),
             alive: AtomicBool::new(true),
-            checked: Mutex::default(),
-            probe: tokio::sync::Mutex::new(None),
+            probe: ConsumerProbe::default(),
         });
         tokio::spawn(route_replies(Arc::downgrade(&session), replies));
         tracing::debug!(%reply_queue, "connected to the message broker for nameko calls");
         Ok(session)
-    }
-
-    fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire) && self.connection.status().connected()
     }
 
     /// Marks the session dead and fails every call waiting on it.
@@ -286,54 +260,14 @@ impl Session {
     /// UNAVAILABLE at once when `service`'s queue exists but nobody consumes
     /// it (a missing queue is found by the mandatory publish instead).
     async fn ensure_consumer(&self, service: &str) -> Result<(), Status> {
-        let fresh = |at: &Instant| at.elapsed() < CONSUMER_CHECK_TTL;
-        if self
-            .checked
-            .lock()
-            .expect("poisoned")
-            .get(service)
-            .is_some_and(fresh)
-        {
-            return Ok(());
+        let queue = queue(service);
+        match self.probe.idle(&self.connection, &queue).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Status::unavailable(format!(
+                "no nameko service is consuming {queue}"
+            ))),
+            Err(err) => Err(self.lost(err)),
         }
-        let mut probe = self.probe.lock().await;
-        let channel = match probe.as_ref().filter(|c| c.status().connected()) {
-            Some(channel) => channel.clone(),
-            None => probe
-                .insert(
-                    self.connection
-                        .create_channel()
-                        .await
-                        .map_err(|e| self.lost(e))?,
-                )
-                .clone(),
-        };
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        match channel
-            .queue_declare(
-                queue(service).as_str().into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await
-        {
-            Ok(found) if found.consumer_count() == 0 => {
-                return Err(Status::unavailable(format!(
-                    "no nameko service is consuming {}",
-                    queue(service)
-                )));
-            }
-            Ok(_) => {}
-            Err(_) => drop(probe.take()),
-        }
-        self.checked
-            .lock()
-            .expect("poisoned")
-            .insert(service.to_owned(), Instant::now());
-        Ok(())
     }
 
     async fn call(&self, service: &str, request: Request) -> Result<Vec<u8>, Status> {
@@ -404,6 +338,12 @@ impl Session {
 }
 
 /// Forgets a call however it ends: reply, error or deadline.
+impl Alive for Session {
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire) && self.connection.status().connected()
+    }
+}
+
 struct Forget<'a> {
     waiting: &'a Waiting,
     correlation_id: &'a str,

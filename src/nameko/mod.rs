@@ -88,10 +88,3 @@ pub fn valid_service_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
-
-/// A connection to the broker in `config`, named `name` in its management UI.
-/// (The one place the nameko transport connects, client and server.)
-async fn connect(config: &crate::rpc::RpcConfig, name: &str) -> lapin::Result<lapin::Connection> {
-    let properties = lapin::ConnectionProperties::default().with_connection_name(name.into());
-    lapin::Connection::connect(&config.url, properties).await
-}

@@ -13,7 +13,6 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -25,68 +24,45 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::error::{CallError, RemoteError};
 use super::topology::{EXCHANGE, dead_letter_queue, declare_service, queue};
 use super::{CALL_ID_STACK, CONTENT_TYPE, IncomingCall, Service};
-use crate::rpc::{MAX_REDELIVERIES, Redeliveries, RpcConfig, Settled, run_acks};
+use crate::broker::{Consume, OpenError, keep_consuming};
+use crate::rpc::{MAX_REDELIVERIES, RpcConfig, Serving, Settled, run_acks};
 
-/// Longest wait between two attempts to reach the broker (as our own server).
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// The header a dead-lettered request carries, saying why.
 pub const REASON_HEADER: &str = "x-airbridge-reason";
 
 /// Serves `service` to nameko callers as nameko service `name` until
 /// `shutdown`; then stops consuming, answers the calls in flight and closes
-/// the connection. Reconnects with a growing delay when the broker goes.
+/// the connection. Connects again (to another node when the broker has
+/// several: `crate::broker`) when the connection goes.
 pub async fn serve<S: Service>(
     config: &RpcConfig,
     name: &str,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) {
-    let service = Arc::new(service);
-    let in_flight = TaskTracker::new();
-    let redeliveries = Arc::new(Redeliveries::default());
-    let queue = queue(name);
-    tokio::pin!(shutdown);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let opened = tokio::select! {
-            () = &mut shutdown => break,
-            opened = Consumer::open(config, name) => opened,
-        };
-        let consumer = match opened {
-            Ok(consumer) => consumer,
-            Err(err) => {
-                tracing::warn!(error = %err, %queue, retry_in = ?delay, "cannot consume nameko calls");
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-                continue;
-            }
-        };
-        delay = Duration::from_millis(100);
-        tracing::info!(%queue, "serving nameko calls");
-        tokio::select! {
-            () = &mut shutdown => {
-                consumer.stop(&in_flight).await;
-                return;
-            }
-            () = consumer.run(&service, &in_flight, &redeliveries) => {}
-        }
-        tracing::warn!(%queue, "message broker connection lost; reconnecting");
+    let serving = Serving::new(service);
+    let consumer = keep_consuming(
+        &config.broker,
+        &queue(name),
+        &format!("airbridge nameko {name}"),
+        |connection| Consumer::open(connection, config, name, serving.clone()),
+        shutdown,
+    )
+    .await;
+    match consumer {
+        Some(consumer) => consumer.stop().await,
+        None => serving.finish().await,
     }
-    in_flight.close();
-    in_flight.wait().await;
 }
 
 /// One connection consuming a nameko service queue.
-struct Consumer {
+struct Consumer<S> {
+    serving: Serving<S>,
     connection: Connection,
     /// Where calls are shared out to the handlers.
     handler: Handler,
@@ -105,9 +81,13 @@ struct Handler {
     settled: mpsc::UnboundedSender<Settled>,
 }
 
-impl Consumer {
-    async fn open(config: &RpcConfig, name: &str) -> lapin::Result<Self> {
-        let connection = super::connect(config, &format!("airbridge nameko {name}")).await?;
+impl<S: Service> Consumer<S> {
+    async fn open(
+        connection: Connection,
+        config: &RpcConfig,
+        name: &str,
+        serving: Serving<S>,
+    ) -> Result<Self, OpenError> {
         let channel = connection.create_channel().await?;
         declare_service(&channel, name).await?;
         channel
@@ -128,6 +108,7 @@ impl Consumer {
         let (settled, reports) = mpsc::unbounded_channel();
         let acker = tokio::spawn(run_acks(channel.clone(), reports));
         Ok(Self {
+            serving,
             connection,
             handler: Handler {
                 service: name.into(),
@@ -140,13 +121,33 @@ impl Consumer {
         })
     }
 
-    /// Handles deliveries until the connection or the consumer ends.
-    async fn run<S: Service>(
-        &self,
-        service: &Arc<S>,
-        in_flight: &TaskTracker,
-        redeliveries: &Arc<Redeliveries>,
-    ) {
+    /// Stops taking requests, answers those in flight, and disconnects.
+    async fn stop(self) {
+        let service = self.handler.service.clone();
+        tracing::info!(%service, "shutting down: no new nameko calls");
+        if let Err(err) = self
+            .handler
+            .channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot cancel the consumer");
+        }
+        self.serving.finish().await;
+        drop(self.handler);
+        let _ = self.acker.await;
+        let _ = self.connection.close(200, "shutting down".into()).await;
+        tracing::info!(%service, "shut down: every accepted nameko call answered");
+    }
+}
+
+impl<S: Service> Consume for Consumer<S> {
+    async fn run(&self) {
+        let Serving {
+            service,
+            in_flight,
+            redeliveries,
+        } = &self.serving;
         let mut deliveries = self.consumer.clone();
         while let Some(delivery) = deliveries.next().await {
             let Ok(delivery) = delivery.inspect_err(|err| {
@@ -166,26 +167,6 @@ impl Consumer {
             }
             in_flight.spawn(handler.handle(service.clone(), delivery));
         }
-    }
-
-    /// Stops taking requests, answers those in flight, and disconnects.
-    async fn stop(self, in_flight: &TaskTracker) {
-        let service = self.handler.service.clone();
-        tracing::info!(%service, "shutting down: no new nameko calls");
-        if let Err(err) = self
-            .handler
-            .channel
-            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
-            .await
-        {
-            tracing::warn!(error = %err, "cannot cancel the consumer");
-        }
-        in_flight.close();
-        in_flight.wait().await;
-        drop(self.handler);
-        let _ = self.acker.await;
-        let _ = self.connection.close(200, "shutting down".into()).await;
-        tracing::info!(%service, "shut down: every accepted nameko call answered");
     }
 }
 

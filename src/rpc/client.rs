@@ -3,22 +3,21 @@
 //! One [`RpcClient`] holds one connection with one channel, in confirm mode and
 //! consuming RabbitMQ's direct reply-to. Any number of calls share it: each is
 //! registered under its own correlation id and woken when its reply arrives.
-//! When the connection dies, every call in flight fails with `UNAVAILABLE` and
-//! the next call connects again, so a broker restart never needs a process
-//! restart.
+//! When the connection dies, every call in flight fails with `UNAVAILABLE` at
+//! once and the next call connects again, to another node of the broker when
+//! there are several (`crate::broker`), so neither a broker restart nor a
+//! node loss needs a process restart.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Instant, SystemTime};
 
 use futures_util::StreamExt;
 use lapin::Confirmation;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use prost::Message;
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
@@ -30,15 +29,8 @@ use super::{
     STATUS_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER, header_int, header_str,
     parse_grpc_timeout, unix_millis,
 };
+use crate::broker::{Alive, Connected, ConsumerProbe, Reconnecting};
 use crate::telemetry::TraceHeaders;
-
-/// How long a queue found with a consumer is trusted to still have one. Within
-/// this window a call to a service that just went away waits for its deadline;
-/// outside it, the call fails fast with `UNAVAILABLE`. A queue found missing is
-/// not probed again within it either (the mandatory publish reports it).
-const CONSUMER_CHECK_TTL: Duration = Duration::from_secs(1);
-/// Longest wait for a new connection, whatever the call's deadline.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A cheap-to-clone handle for calling services over AMQP RPC.
 #[derive(Clone)]
@@ -48,9 +40,7 @@ pub struct RpcClient {
 
 struct Inner {
     config: RpcConfig,
-    session: RwLock<Option<Arc<Session>>>,
-    /// Held while connecting, so concurrent callers share one new connection.
-    connecting: tokio::sync::Mutex<()>,
+    session: Reconnecting<Session>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -64,12 +54,9 @@ impl std::fmt::Debug for RpcClient {
 impl RpcClient {
     /// A client for the broker in `config`. It connects on first use.
     pub fn new(config: RpcConfig) -> Self {
+        let session = Reconnecting::new(config.broker.clone(), "airbridge rpc client".into());
         Self {
-            inner: Arc::new(Inner {
-                config,
-                session: RwLock::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+            inner: Arc::new(Inner { config, session }),
         }
     }
 
@@ -78,23 +65,21 @@ impl RpcClient {
         &self.inner.config
     }
 
-    /// Connects now, if not connected yet; `UNAVAILABLE` when the broker cannot
-    /// be reached.
+    /// Connects now, if not connected yet; `UNAVAILABLE` when no node of the
+    /// broker can be reached.
     pub async fn connect(&self) -> Result<(), Status> {
-        self.session(Instant::now() + CONNECT_TIMEOUT)
-            .await
-            .map(drop)
+        let deadline = Instant::now() + self.inner.config.broker.failover_timeout();
+        self.session(deadline).await.map(drop)
     }
 
     /// Whether the client holds a live connection to the broker right now.
     pub fn is_connected(&self) -> bool {
-        self.current().is_some()
+        self.inner.session.current().is_some()
     }
 
     /// Closes the connection; calls in flight fail with `UNAVAILABLE`.
     pub async fn close(&self) {
-        let session = self.inner.session.write().expect("poisoned").take();
-        if let Some(session) = session {
+        if let Some(session) = self.inner.session.take() {
             // Dead before shutting, so a deliberate close is not logged as a loss.
             session.alive.store(false, Ordering::Release);
             session.shut("client closed");
@@ -172,31 +157,12 @@ impl RpcClient {
         session.call(&queue, call).await
     }
 
-    fn current(&self) -> Option<Arc<Session>> {
-        let session = self.inner.session.read().expect("poisoned");
-        session.as_ref().filter(|s| s.is_alive()).cloned()
-    }
-
     /// The live session, connecting first when there is none.
     async fn session(&self, deadline: Instant) -> Result<Arc<Session>, Status> {
-        if let Some(session) = self.current() {
-            return Ok(session);
+        let (session, connected) = self.inner.session.get(deadline, Session::open).await?;
+        if connected != Connected::Already {
+            telemetry::connected(connected == Connected::Again);
         }
-        let _connecting = self.inner.connecting.lock().await;
-        if let Some(session) = self.current() {
-            return Ok(session);
-        }
-        let limit = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-        let session = tokio::time::timeout_at(limit.into(), Session::open(&self.inner.config))
-            .await
-            .map_err(|_| Status::unavailable("timed out connecting to the message broker"))?
-            .map_err(|err| {
-                tracing::warn!(error = %err, "cannot connect to the message broker");
-                Status::unavailable(format!("message broker unreachable: {err}"))
-            })?;
-        let mut current = self.inner.session.write().expect("poisoned");
-        telemetry::connected(current.is_some());
-        *current = Some(session.clone());
         Ok(session)
     }
 }
@@ -221,18 +187,12 @@ struct Session {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next_correlation: AtomicU64,
     alive: AtomicBool,
-    /// When each queue was last found with a consumer, or found missing.
-    checked: Mutex<HashMap<String, Instant>>,
-    /// A channel for passive queue declarations, which the broker closes when
-    /// the queue does not exist; kept apart so calls never lose their channel.
-    probe: tokio::sync::Mutex<Option<Channel>>,
+    /// Which queues have a consumer.
+    probe: ConsumerProbe,
 }
 
 impl Session {
-    async fn open(config: &RpcConfig) -> lapin::Result<Arc<Self>> {
-        let properties =
-            ConnectionProperties::default().with_connection_name("airbridge rpc client".into());
-        let connection = Connection::connect(&config.url, properties).await?;
+    async fn open(connection: Connection) -> lapin::Result<Arc<Self>> {
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -254,16 +214,10 @@ impl Session {
             pending: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
             alive: AtomicBool::new(true),
-            checked: Mutex::new(HashMap::new()),
-            probe: tokio::sync::Mutex::new(None),
+            probe: ConsumerProbe::default(),
         });
         tokio::spawn(route_replies(Arc::downgrade(&session), replies));
-        tracing::debug!("connected to the message broker");
         Ok(session)
-    }
-
-    fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire) && self.connection.status().connected()
     }
 
     /// Marks the session dead and fails every call waiting on it.
@@ -282,58 +236,13 @@ impl Session {
     /// Fails fast when nothing consumes `queue`, instead of letting the call sit
     /// in the queue until its deadline.
     async fn ensure_consumer(&self, queue: &str) -> Result<(), Status> {
-        let recently_checked = self
-            .checked
-            .lock()
-            .expect("poisoned")
-            .get(queue)
-            .is_some_and(|at| at.elapsed() < CONSUMER_CHECK_TTL);
-        if recently_checked {
-            return Ok(());
+        match self.probe.idle(&self.connection, queue).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Status::unavailable(format!(
+                "no server is consuming {queue}"
+            ))),
+            Err(err) => Err(self.lost(err)),
         }
-        let mut probe = self.probe.lock().await;
-        let channel = match probe.as_ref().filter(|c| c.status().connected()) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = self.connection.create_channel().await.map_err(|err| {
-                    self.shut(&err.to_string());
-                    Status::unavailable(format!("message broker connection lost: {err}"))
-                })?;
-                probe.insert(channel).clone()
-            }
-        };
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        let trusted = match declared {
-            Ok(q) if q.consumer_count() > 0 => true,
-            Ok(_) => {
-                return Err(Status::unavailable(format!(
-                    "no server is consuming {queue}"
-                )));
-            }
-            // No such queue (the broker closed the probe channel): the
-            // mandatory publish comes back, failing the call just as fast.
-            // Remembering it keeps the broker from logging a closed channel
-            // on every call.
-            Err(_) => {
-                probe.take();
-                false
-            }
-        };
-        tracing::trace!(queue, trusted, "probed for consumers");
-        self.checked
-            .lock()
-            .expect("poisoned")
-            .insert(queue.to_owned(), Instant::now());
-        Ok(())
     }
 
     async fn call(&self, queue: &str, call: OutgoingCall) -> Result<Vec<u8>, Status> {
@@ -416,6 +325,12 @@ impl Session {
     fn lost(&self, err: lapin::Error) -> Status {
         self.shut(&err.to_string());
         Status::unavailable(format!("message broker connection lost: {err}"))
+    }
+}
+
+impl Alive for Session {
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire) && self.connection.status().connected()
     }
 }
 

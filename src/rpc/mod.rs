@@ -35,16 +35,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::types::{AMQPValue, FieldTable};
 
+use crate::broker::Broker;
+
 pub use call::{CallContext, CallError, IncomingCall, Service, encode_response};
 pub use client::RpcClient;
 pub use server::serve;
 pub(crate) use telemetry::describe as describe_metrics;
 pub use telemetry::{code_name, is_server_error};
-pub use topology::Topology;
+pub use topology::{DELIVERY_LIMIT, QueueType, Topology, declare};
 // Shared with the nameko transport (`crate::nameko`), which acknowledges,
 // guards against looping requests and names its metrics the same way.
 pub(crate) use acks::{Settled, run as run_acks};
-pub(crate) use server::{MAX_REDELIVERIES, Redeliveries};
+pub(crate) use server::{MAX_REDELIVERIES, Serving};
 pub(crate) use topology::DEAD_LETTER_LIMIT;
 
 /// The content type of every request and reply.
@@ -70,8 +72,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Settings shared by RPC clients and servers.
 #[derive(Clone, Debug)]
 pub struct RpcConfig {
-    /// The broker, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
-    pub url: String,
+    /// The broker's nodes and how to connect to them.
+    pub broker: Broker,
     /// Names of queues and exchanges.
     pub topology: Topology,
     /// Deadline of a call whose caller gave none.
@@ -88,10 +90,11 @@ impl RpcConfig {
     /// How many requests a server handles at once.
     pub const DEFAULT_PREFETCH: u16 = 64;
 
-    /// Settings for `url` with no namespace and the default limits.
-    pub fn new(url: impl Into<String>) -> Self {
+    /// Settings for `broker` with no namespace, classic queues and the
+    /// default limits.
+    pub fn new(broker: Broker) -> Self {
         Self {
-            url: url.into(),
+            broker,
             topology: Topology::default(),
             default_timeout: Self::DEFAULT_TIMEOUT,
             prefetch: Self::DEFAULT_PREFETCH,

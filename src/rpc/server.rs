@@ -16,7 +16,7 @@ use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
@@ -25,7 +25,7 @@ use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
@@ -37,58 +37,66 @@ use super::topology::declare;
 use super::{
     CONTENT_TYPE, CallError, IncomingCall, MESSAGE_HEADER, RpcConfig, STATUS_HEADER, Service,
 };
-
-/// Longest wait between two attempts to reach the broker: short, so service
-/// comes back within about a second of the broker (make chaos, scenario 1).
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+use crate::broker::{Consume, OpenError, keep_consuming};
 
 /// Serves `service` from its queue until `shutdown` completes.
 ///
 /// Declares the queue and its dead-letter route, then consumes. When the
-/// connection drops it reconnects with a growing delay; requests that were in
-/// flight are redelivered by the broker. On shutdown it stops consuming,
-/// finishes the calls in flight, and closes the connection.
+/// connection drops it connects again (to another node when the broker has
+/// several, `crate::broker`) and declares and consumes anew; requests that
+/// were in flight are redelivered by the broker. On shutdown it stops
+/// consuming, finishes the calls in flight, and closes the connection.
 pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Future<Output = ()>) {
-    let service = Arc::new(service);
-    let in_flight = TaskTracker::new();
-    let redeliveries = Redeliveries::default();
-    let queue = config.topology.queue(service.name());
-    telemetry::serving(service.name());
-    tokio::pin!(shutdown);
-
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let opened = tokio::select! {
-            () = &mut shutdown => break,
-            opened = Consumer::open(config, service.name()) => opened,
-        };
-        let consumer = match opened {
-            Ok(consumer) => consumer,
-            Err(err) => {
-                tracing::warn!(error = %err, %queue, retry_in = ?delay, "cannot consume from the message broker");
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-                continue;
-            }
-        };
-        delay = Duration::from_millis(100);
-        tracing::info!(%queue, prefetch = config.prefetch, "serving");
-
-        let stopped = tokio::select! {
-            () = &mut shutdown => true,
-            () = consumer.run(&service, &in_flight, &redeliveries) => false,
-        };
-        if stopped {
-            consumer.stop(&in_flight).await;
-            return;
-        }
-        tracing::warn!(%queue, "message broker connection lost; reconnecting");
+    let serving = Serving::new(service);
+    let queue = config.topology.queue(serving.service.name());
+    telemetry::serving(serving.service.name());
+    let consumer = keep_consuming(
+        &config.broker,
+        &queue,
+        &format!("airbridge {queue}"),
+        |connection| Consumer::open(connection, config, serving.clone()),
+        shutdown,
+    )
+    .await;
+    match consumer {
+        Some(consumer) => consumer.stop().await,
+        None => serving.finish().await,
     }
-    in_flight.close();
-    in_flight.wait().await;
+}
+
+/// What a server keeps across its connections: the service, the calls in
+/// flight (they outlive the connection they came on) and the redelivery
+/// count.
+pub(crate) struct Serving<S> {
+    pub(crate) service: Arc<S>,
+    pub(crate) in_flight: TaskTracker,
+    pub(crate) redeliveries: Arc<Redeliveries>,
+}
+
+impl<S> Clone for Serving<S> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            in_flight: self.in_flight.clone(),
+            redeliveries: self.redeliveries.clone(),
+        }
+    }
+}
+
+impl<S> Serving<S> {
+    pub(crate) fn new(service: S) -> Self {
+        Self {
+            service: Arc::new(service),
+            in_flight: TaskTracker::new(),
+            redeliveries: Arc::default(),
+        }
+    }
+
+    /// Waits for the calls in flight to be answered.
+    pub(crate) async fn finish(&self) {
+        self.in_flight.close();
+        self.in_flight.wait().await;
+    }
 }
 
 /// How often one replica takes back a request that was in flight when its
@@ -132,7 +140,8 @@ impl Redeliveries {
 }
 
 /// One connection consuming a service queue.
-struct Consumer {
+struct Consumer<S> {
+    serving: Serving<S>,
     connection: Connection,
     channel: Channel,
     consumer: lapin::Consumer,
@@ -141,12 +150,14 @@ struct Consumer {
     acker: tokio::task::JoinHandle<()>,
 }
 
-impl Consumer {
-    async fn open(config: &RpcConfig, service: &str) -> lapin::Result<Self> {
+impl<S: Service> Consumer<S> {
+    async fn open(
+        connection: Connection,
+        config: &RpcConfig,
+        serving: Serving<S>,
+    ) -> Result<Self, OpenError> {
+        let service = serving.service.name();
         let queue = &config.topology.queue(service);
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("airbridge {queue}").into());
-        let connection = Connection::connect(&config.url, properties).await?;
         let channel = connection.create_channel().await?;
         declare(&channel, &config.topology, service).await?;
         channel
@@ -163,6 +174,7 @@ impl Consumer {
         let (settled, reports) = mpsc::unbounded_channel();
         let acker = tokio::spawn(acks::run(channel.clone(), reports));
         Ok(Self {
+            serving,
             connection,
             channel,
             consumer,
@@ -172,13 +184,34 @@ impl Consumer {
         })
     }
 
-    /// Handles deliveries until the connection or the consumer ends.
-    async fn run<S: Service>(
-        &self,
-        service: &Arc<S>,
-        in_flight: &TaskTracker,
-        redeliveries: &Redeliveries,
-    ) {
+    /// Stops taking requests, answers those in flight, and disconnects.
+    /// Requests delivered but not yet started go back to the queue.
+    async fn stop(self) {
+        tracing::info!(queue = %self.queue, "shutting down: no new requests");
+        if let Err(err) = self
+            .channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot cancel the consumer");
+        }
+        self.serving.finish().await;
+        // Every handler is done; once the last sender goes, the acker writes
+        // what it still owes and ends.
+        drop(self.settled);
+        let _ = self.acker.await;
+        let _ = self.connection.close(200, "shutting down".into()).await;
+        tracing::info!(queue = %self.queue, "shut down: every accepted request answered");
+    }
+}
+
+impl<S: Service> Consume for Consumer<S> {
+    async fn run(&self) {
+        let Serving {
+            service,
+            in_flight,
+            redeliveries,
+        } = &self.serving;
         let mut deliveries = self.consumer.clone();
         while let Some(delivery) = deliveries.next().await {
             match delivery {
@@ -209,27 +242,6 @@ impl Consumer {
                 }
             }
         }
-    }
-
-    /// Stops taking requests, answers those in flight, and disconnects.
-    /// Requests delivered but not yet started go back to the queue.
-    async fn stop(self, in_flight: &TaskTracker) {
-        tracing::info!(queue = %self.queue, "shutting down: no new requests");
-        if let Err(err) = self
-            .channel
-            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
-            .await
-        {
-            tracing::warn!(error = %err, "cannot cancel the consumer");
-        }
-        in_flight.close();
-        in_flight.wait().await;
-        // Every handler is done; once the last sender goes, the acker writes
-        // what it still owes and ends.
-        drop(self.settled);
-        let _ = self.acker.await;
-        let _ = self.connection.close(200, "shutting down".into()).await;
-        tracing::info!(queue = %self.queue, "shut down: every accepted request answered");
     }
 }
 

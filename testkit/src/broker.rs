@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use airbridge::broker::Broker;
 use airbridge::config::{BackendConfig, NamekoSide};
 use airbridge::nameko;
 use airbridge::rpc::{RpcConfig, Topology};
@@ -67,7 +68,7 @@ impl Namespace {
     pub fn rpc_config(&self) -> RpcConfig {
         RpcConfig {
             topology: self.topology(),
-            ..RpcConfig::new(amqp_url())
+            ..RpcConfig::new(Broker::parse(&amqp_url()).expect("AMQP_URL is a broker URL"))
         }
     }
 

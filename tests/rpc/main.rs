@@ -219,7 +219,7 @@ async fn garbage_is_dead_lettered_and_the_service_keeps_serving() {
     let queue = topology.queue("trips.v1.Trips");
     let dead_letters = topology.dead_letter_queue("trips.v1.Trips");
 
-    let connection = Connection::connect(&served.config.url, ConnectionProperties::default())
+    let connection = Connection::connect(&testkit::amqp_url(), ConnectionProperties::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();

@@ -36,7 +36,7 @@ async fn run(test: &str, cases: &[Poison]) -> Tally {
     let mut served = Served::start(test).await;
     let queue = served.config.topology.queue(SERVICE);
     let dead_letters = served.config.topology.dead_letter_queue(SERVICE);
-    let probe = Probe::open(&served.config.url).await;
+    let probe = Probe::open(&testkit::amqp_url()).await;
 
     probe.publish(&queue, cases).await;
     checks::every_certain_outcome_shows(cases, &probe, &dead_letters).await;
