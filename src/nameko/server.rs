@@ -17,8 +17,7 @@ use std::sync::Arc;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
@@ -125,15 +124,9 @@ impl<S: Service> Consumer<S> {
     async fn stop(self) {
         let service = self.handler.service.clone();
         tracing::info!(%service, "shutting down: no new nameko calls");
-        if let Err(err) = self
-            .handler
-            .channel
-            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
-            .await
-        {
-            tracing::warn!(error = %err, "cannot cancel the consumer");
-        }
-        self.serving.finish().await;
+        self.serving
+            .stop(&self.handler.channel, &self.consumer)
+            .await;
         drop(self.handler);
         let _ = self.acker.await;
         let _ = self.connection.close(200, "shutting down".into()).await;

@@ -92,6 +92,18 @@ impl<S> Serving<S> {
         }
     }
 
+    /// Cancels `consumer` (deliveries not yet started go back to the
+    /// queue), then waits for the calls in flight to be answered.
+    pub(crate) async fn stop(&self, channel: &Channel, consumer: &lapin::Consumer) {
+        if let Err(err) = channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot cancel the consumer");
+        }
+        self.finish().await;
+    }
+
     /// Waits for the calls in flight to be answered.
     pub(crate) async fn finish(&self) {
         self.in_flight.close();
@@ -188,14 +200,7 @@ impl<S: Service> Consumer<S> {
     /// Requests delivered but not yet started go back to the queue.
     async fn stop(self) {
         tracing::info!(queue = %self.queue, "shutting down: no new requests");
-        if let Err(err) = self
-            .channel
-            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
-            .await
-        {
-            tracing::warn!(error = %err, "cannot cancel the consumer");
-        }
-        self.serving.finish().await;
+        self.serving.stop(&self.channel, &self.consumer).await;
         // Every handler is done; once the last sender goes, the acker writes
         // what it still owes and ends.
         drop(self.settled);
