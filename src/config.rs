@@ -273,6 +273,13 @@ pub fn rpc_config(env: &Env) -> Result<RpcConfig, ConfigError> {
 /// The broker's nodes: `AMQP_URL` (comma-separated, one URL per node), else
 /// one node built from the `RABBIT_*` variables.
 fn broker(env: &Env) -> Result<Broker, ConfigError> {
+    let (name, url) = amqp_url(env)?;
+    Broker::parse(&url).map_err(|err| ConfigError::new(name, redact(&url), err))
+}
+
+/// The broker URLs and the variable they came from: `AMQP_URL`, else one
+/// URL built from the `RABBIT_*` variables.
+fn amqp_url(env: &Env) -> Result<(&'static str, String), ConfigError> {
     const RABBIT: [&str; 4] = [
         "RABBIT_USER",
         "RABBIT_PASSWORD",
@@ -293,7 +300,7 @@ fn broker(env: &Env) -> Result<Broker, ConfigError> {
         }
         None => ("AMQP_URL", RpcConfig::DEFAULT_URL.to_owned()),
     };
-    Broker::parse(&url).map_err(|err| ConfigError::new(name, redact(&url), err))
+    Ok((name, url))
 }
 
 /// `urls` with every password replaced by `***`, fit for an error message.
@@ -457,6 +464,13 @@ mod tests {
             ("RABBIT_PASSWORD", "p@ss"),
             ("RABBIT_HOST", "rabbitmq"),
         ]);
+        assert_eq!(
+            amqp_url(&env).unwrap(),
+            (
+                "RABBIT_HOST",
+                "amqp://air%20bridge:p%40ss@rabbitmq:5672/%2f".into()
+            )
+        );
         let nodes = |env: &Env| {
             broker(env)
                 .unwrap()
@@ -466,7 +480,12 @@ mod tests {
         };
         assert_eq!(nodes(&env), ["rabbitmq:5672"]);
         let env = Env::from_pairs([("AMQP_URL", "amqp://a:b@h:1/v"), ("RABBIT_HOST", "x")]);
-        assert_eq!(nodes(&env), ["h:1"], "AMQP_URL wins");
+        assert_eq!(
+            amqp_url(&env).unwrap(),
+            ("AMQP_URL", "amqp://a:b@h:1/v".into()),
+            "AMQP_URL wins"
+        );
+        assert_eq!(nodes(&env), ["h:1"]);
     }
 
     #[test]

@@ -146,10 +146,8 @@ impl Broker {
             let properties = ConnectionProperties::default().with_connection_name(name.into());
             let connecting = Connection::connect_uri(self.uri(index), properties);
             match tokio::time::timeout(self.connect_timeout, connecting).await {
-                Ok(Ok(connection)) => {
-                    tracing::debug!(node = %node.name, connection = name, "connected to the message broker");
-                    return Ok((connection, index));
-                }
+                // The caller logs the node it serves or calls on.
+                Ok(Ok(connection)) => return Ok((connection, index)),
                 Ok(Err(err)) => failures.push((node.name.clone(), err.to_string())),
                 Err(_) => failures.push((
                     node.name.clone(),

@@ -337,13 +337,13 @@ impl Session {
     }
 }
 
-/// Forgets a call however it ends: reply, error or deadline.
 impl Alive for Session {
     fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire) && self.connection.status().connected()
     }
 }
 
+/// Forgets a call however it ends: reply, error or deadline.
 struct Forget<'a> {
     waiting: &'a Waiting,
     correlation_id: &'a str,

@@ -17,7 +17,7 @@
 //! * prefetch is per consumer, as we set it (they ignore a global one).
 //!
 //! A queue's type cannot change in place; declaring it with the other type
-//! fails with [`OpenError::Refused`], naming the queue and what to do.
+//! fails with [`OpenError::Refused`], naming the queues and what to do.
 
 use std::str::FromStr;
 
