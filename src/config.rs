@@ -7,7 +7,8 @@
 //! `METRICS_ADDR`), the gateway's `GatewayConfig` (`HTTP_ADDR`, `GRPC_ADDR`)
 //! built from the same parts. The RPC settings ([`rpc_config`]) are common to all:
 //! `AMQP_URL` (one URL per broker node, comma-separated; or the original
-//! system's `RABBIT_USER`, `RABBIT_PASSWORD`, `RABBIT_HOST`, `RABBIT_PORT`),
+//! system's `RABBIT_USER`, `RABBIT_PASSWORD`, `RABBIT_HOST` (comma-separated
+//! for a cluster), `RABBIT_PORT`),
 //! `AMQP_HEARTBEAT_SECS`, `AMQP_CONNECT_TIMEOUT_MS`, `AMQP_QUEUE_TYPE`,
 //! `AMQP_NAMESPACE`, `RPC_TIMEOUT_MS`, `RPC_PREFETCH`; the backends add `REDIS_URL` (or `REDIS_HOST`,
 //! `REDIS_PORT`) and their nameko side (`NAMEKO`, `NAMEKO_SERVICE`); the
@@ -271,7 +272,7 @@ pub fn rpc_config(env: &Env) -> Result<RpcConfig, ConfigError> {
 }
 
 /// The broker's nodes: `AMQP_URL` (comma-separated, one URL per node), else
-/// one node built from the `RABBIT_*` variables.
+/// one per host of `RABBIT_HOST`, built from the `RABBIT_*` variables.
 fn broker(env: &Env) -> Result<Broker, ConfigError> {
     let (name, url) = amqp_url(env)?;
     Broker::parse(&url).map_err(|err| ConfigError::new(name, redact(&url), err))
@@ -290,13 +291,17 @@ fn amqp_url(env: &Env) -> Result<(&'static str, String), ConfigError> {
         Some(url) => ("AMQP_URL", url.to_owned()),
         None if RABBIT.iter().any(|name| env.get(name).is_some()) => {
             let port: u16 = env.parse_or("RABBIT_PORT", 5672)?;
-            let url = format!(
-                "amqp://{}:{}@{}:{port}/%2f",
-                percent_encode(env.get("RABBIT_USER").unwrap_or("guest")),
-                percent_encode(env.get("RABBIT_PASSWORD").unwrap_or("guest")),
-                env.get("RABBIT_HOST").unwrap_or("127.0.0.1"),
-            );
-            ("RABBIT_HOST", url)
+            let user = percent_encode(env.get("RABBIT_USER").unwrap_or("guest"));
+            let password = percent_encode(env.get("RABBIT_PASSWORD").unwrap_or("guest"));
+            // A cluster's nodes as a list of hosts, one account for all.
+            let urls = env
+                .get("RABBIT_HOST")
+                .unwrap_or("127.0.0.1")
+                .split(',')
+                .map(|host| format!("amqp://{user}:{password}@{}:{port}/%2f", host.trim()))
+                .collect::<Vec<_>>()
+                .join(",");
+            ("RABBIT_HOST", urls)
         }
         None => ("AMQP_URL", RpcConfig::DEFAULT_URL.to_owned()),
     };
@@ -479,6 +484,13 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(nodes(&env), ["rabbitmq:5672"]);
+        let env = Env::from_pairs([("RABBIT_HOST", "r1, r2"), ("RABBIT_PORT", "5673")]);
+        assert_eq!(
+            amqp_url(&env).unwrap().1,
+            "amqp://guest:guest@r1:5673/%2f,amqp://guest:guest@r2:5673/%2f",
+            "a cluster's hosts"
+        );
+        assert_eq!(nodes(&env), ["r1:5673", "r2:5673"]);
         let env = Env::from_pairs([("AMQP_URL", "amqp://a:b@h:1/v"), ("RABBIT_HOST", "x")]);
         assert_eq!(
             amqp_url(&env).unwrap(),

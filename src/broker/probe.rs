@@ -19,6 +19,15 @@ use lapin::{Channel, Connection};
 /// within it either (the caller's mandatory publish reports it).
 const CONSUMER_CHECK_TTL: Duration = Duration::from_secs(1);
 
+/// How long a quorum queue's leader has to count its consumers. RabbitMQ
+/// (3.10 on, `rabbit_quorum_queue:stat/1`) answers a passive declaration with
+/// the leader's count, or with 0 messages and 0 consumers when the leader
+/// does not answer within 250 ms, as while a node rejoins or a leader is
+/// elected. A zero that took this long is that stand-in, not a count: the
+/// call goes ahead, bounded by its deadline, rather than failing a call a
+/// consumer would have answered (`make chaos-cluster` saw it).
+const LEADER_STAT_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// One connection's view of which queues are consumed.
 #[derive(Default)]
 pub(crate) struct ConsumerProbe {
@@ -52,11 +61,18 @@ impl ConsumerProbe {
             passive: true,
             ..Default::default()
         };
+        let asked = Instant::now();
         let consumed = match channel
             .queue_declare(queue.into(), passive, FieldTable::default())
             .await
         {
-            Ok(found) if found.consumer_count() == 0 => return Ok(true),
+            Ok(found) if found.consumer_count() == 0 && asked.elapsed() < LEADER_STAT_TIMEOUT => {
+                return Ok(true);
+            }
+            Ok(found) if found.consumer_count() == 0 => {
+                tracing::debug!(queue, "no consumer count from the queue's leader in time");
+                return Ok(false);
+            }
             Ok(_) => true,
             // No such queue (the broker closed the probe channel): the
             // mandatory publish comes back, failing the call just as fast.
