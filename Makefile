@@ -1,5 +1,5 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up up-mixed down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
+.PHONY: up up-mixed up-cluster down-cluster ps-cluster chaos-cluster down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
@@ -28,6 +28,17 @@ up:
 ## tell which service answered (docs/migrating-from-nameko.md)
 up-mixed: venv
 	deploy/mixed/up.sh $(ARGS)
+
+## up-cluster / down-cluster / ps-cluster: the stack on a 3-node RabbitMQ
+## cluster with quorum queues (deploy/cluster/), as the Compose project
+## airbridge-cluster; run one stack at a time (both publish 8000 and 50051).
+## make down-cluster ARGS=-v also drops its data
+up-cluster:
+	AIRBRIDGE_STACK=cluster deploy/up.sh $(ARGS)
+down-cluster:
+	AIRBRIDGE_STACK=cluster deploy/compose.sh down --remove-orphans $(ARGS)
+ps-cluster:
+	AIRBRIDGE_STACK=cluster deploy/compose.sh ps $(ARGS)
 
 ## down / logs / ps: stop the stack (make down ARGS=-v also drops the data),
 ## follow its logs (make logs ARGS=trips for one service), show its state;
@@ -108,3 +119,10 @@ bench:
 ## chaos: faults under load (broker, Redis, replica, gateway restarts); run it alone
 chaos:
 	deploy/dev/services.sh cargo run --release --example chaos
+
+## chaos-cluster: the same load and table against the cluster stack on Docker
+## (make up-cluster, two trips replicas), killing one RabbitMQ node at a time:
+## one no service is on, the gateway's, a trips replica's; torn down afterwards
+## (its own Compose project; the base images must be there: make base-images)
+chaos-cluster:
+	deploy/cluster/chaos.sh

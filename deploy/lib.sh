@@ -3,7 +3,11 @@
 # the Compose command, the env files, the base images, waiting for health and
 # explaining a service that is not healthy.
 #
-# Environment: AIRBRIDGE_PROJECT (Compose project name, default airbridge),
+# Environment: AIRBRIDGE_STACK (`cluster`: the 3-node RabbitMQ cluster of
+# deploy/cluster/compose.yaml over deploy/compose.yaml, as the project
+# airbridge-cluster; `mixed`: deploy/mixed/compose.yaml over it, the same
+# project as the default, the one-node stack),
+# AIRBRIDGE_PROJECT (Compose project name, default airbridge),
 # AIRBRIDGE_ENV_DIR (where the env files are, default deploy/),
 # AIRBRIDGE_UP_TIMEOUT (seconds to wait for health, default 300),
 # AIRBRIDGE_HTTP_PORT / AIRBRIDGE_GRPC_PORT / AIRBRIDGE_RABBITMQ_UI_PORT
@@ -12,7 +16,18 @@
 deploy_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(cd "$deploy_dir/.." && pwd)
 compose_file=$deploy_dir/compose.yaml
-: "${AIRBRIDGE_PROJECT:=airbridge}"
+# The Compose files of the stack: the base, then the cluster's override.
+compose_files=("$compose_file")
+case ${AIRBRIDGE_STACK:-} in
+  "") : "${AIRBRIDGE_PROJECT:=airbridge}" ;;
+  cluster)
+    compose_files+=("$deploy_dir/cluster/compose.yaml")
+    : "${AIRBRIDGE_PROJECT:=airbridge-cluster}" ;;
+  mixed)
+    compose_files+=("$deploy_dir/mixed/compose.yaml")
+    : "${AIRBRIDGE_PROJECT:=airbridge}" ;;
+  *) printf 'error: AIRBRIDGE_STACK=%s: the stacks are the default, cluster and mixed\n' "$AIRBRIDGE_STACK" >&2; exit 1 ;;
+esac
 # Where the env files are (compose.yaml reads the same variable).
 AIRBRIDGE_ENV_DIR=$(cd "${AIRBRIDGE_ENV_DIR:-$deploy_dir}" && pwd)
 export AIRBRIDGE_ENV_DIR
@@ -26,7 +41,11 @@ docker info >/dev/null 2>&1 || die "the Docker daemon does not answer (is it run
 # `docker compose` (v2) when there, else `docker-compose` (1.29 works).
 compose_cmd=$("$deploy_dir/compose-command.sh") || exit 1
 read -r -a compose_argv <<<"$compose_cmd"
-compose() { "${compose_argv[@]}" -p "$AIRBRIDGE_PROJECT" -f "$compose_file" "$@"; }
+compose() {
+  local file files=()
+  for file in "${compose_files[@]}"; do files+=(-f "$file"); done
+  "${compose_argv[@]}" -p "$AIRBRIDGE_PROJECT" "${files[@]}" "$@"
+}
 
 # BuildKit where the CLI has it (buildx); else the classic builder, which
 # the Dockerfile works with too (a CLI without buildx refuses DOCKER_BUILDKIT=1).
@@ -70,8 +89,9 @@ render_env_file() { # file password example [backend]
 
 # The env files Compose reads, created from the examples in deploy/ when
 # missing (never overwritten): rabbitmq.env and airbridge.env with one broker
-# password (the existing file's, if one of the two is there), and
-# <backend>-store.env with a password per Redis. Then checks that each
+# password (the existing file's, if one of the two is there),
+# <backend>-store.env with a password per Redis, and for the cluster
+# rabbitmq-cluster.env with the nodes' Erlang cookie. Then checks that each
 # password is the same wherever it is written twice.
 ensure_env_files() {
   local rabbit=$AIRBRIDGE_ENV_DIR/rabbitmq.env ours=$AIRBRIDGE_ENV_DIR/airbridge.env
@@ -87,6 +107,10 @@ ensure_env_files() {
       die "the broker account differs between $rabbit (RABBITMQ_DEFAULT_USER/PASS)
   and $ours (RABBIT_USER/RABBIT_PASSWORD): make them the same"
     fi
+  fi
+  if [ "${AIRBRIDGE_STACK:-}" = cluster ] && [ ! -f "$AIRBRIDGE_ENV_DIR/rabbitmq-cluster.env" ]; then
+    render_env_file "$AIRBRIDGE_ENV_DIR/rabbitmq-cluster.env" "$(new_password)" \
+      "$deploy_dir/cluster/rabbitmq-cluster.env.example"
   fi
   for backend in "${backends[@]}"; do
     store=$AIRBRIDGE_ENV_DIR/$backend-store.env

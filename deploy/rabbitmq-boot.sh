@@ -36,4 +36,16 @@ cat >"$dir/definitions.json" <<EOF
 EOF
 printf '[{rabbit, [{load_definitions, "%s"}]}].\n' "$dir/definitions.json" >"$dir/advanced.config"
 export RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+
+# A cluster's nodes share an Erlang cookie (deploy/cluster): from the env
+# file into the cookie file Erlang and the CLI tools read, at every start, so
+# a new cookie in the env file takes on the next start. (RabbitMQ 3.9 and
+# later deprecate the variable itself.)
+if [ -n "${RABBITMQ_ERLANG_COOKIE:-}" ]; then
+  cookie=${HOME:-/var/lib/rabbitmq}/.erlang.cookie
+  rm -f "$cookie"
+  printf '%s' "$RABBITMQ_ERLANG_COOKIE" >"$cookie"
+  chmod 400 "$cookie"
+  unset RABBITMQ_ERLANG_COOKIE
+fi
 exec docker-entrypoint.sh "$@"

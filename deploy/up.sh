@@ -18,12 +18,19 @@ if ! up_and_wait "$@"; then
   die "the stack did not become healthy: see above"
 fi
 
+cluster="" down="make down"
+if [ "${AIRBRIDGE_STACK:-}" = cluster ]; then
+  cluster="
+  RabbitMQ     3 nodes, rabbit@rabbitmq-1..3, quorum queues; the other nodes' UIs: make ps-cluster
+               AIRBRIDGE_STACK=cluster deploy/compose.sh exec rabbitmq rabbitmqctl cluster_status"
+  down="make down-cluster"
+fi
 cat <<MSG
 
 airbridge is up.
   REST         http://localhost:$http_port        curl localhost:$http_port/ping
   gRPC         localhost:$grpc_port              grpcurl -plaintext localhost:$grpc_port list
-  RabbitMQ UI  http://127.0.0.1:$rabbitmq_ui_port  (the account in deploy/rabbitmq.env)
+  RabbitMQ UI  http://127.0.0.1:$rabbitmq_ui_port  (the account in deploy/rabbitmq.env)$cluster
 
 Try:
   curl -XPOST localhost:$http_port/airport -d '{"airport": "Ezeiza"}'
@@ -32,5 +39,5 @@ Try:
 
 More backends:   make up ARGS="--scale trips=3"
 Logs, state:     make logs, make ps   (deploy/compose.sh runs any Compose command)
-Stop:            make down   (make down ARGS=-v also deletes the data)
+Stop:            $down   ($down ARGS=-v also deletes the data)
 MSG
