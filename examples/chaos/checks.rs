@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::Whole;
 use crate::faults::Fault;
 use crate::load::{Answer, Sample, Seen};
 use crate::records::{Duplicates, Lost, ReadBack, Stored, Strays, duplicates, lost, strays};
@@ -36,6 +37,8 @@ pub struct Observed {
     pub after: Vec<ProcessState>,
     /// The old gateway's exit code, when the fault stopped it.
     pub old_gateway_exit: Option<Option<i32>>,
+    /// On the cluster: whether it is whole again.
+    pub whole: Option<Whole>,
 }
 
 /// A checked target.
@@ -55,6 +58,7 @@ pub struct Verdicts {
     pub survivors: Survivors,
     pub drain: Option<Drain>,
     pub volume: Volume,
+    pub whole: Option<WholeAgain>,
 }
 
 impl Verdicts {
@@ -64,7 +68,7 @@ impl Verdicts {
             strays: strays(&o.stored, samples),
             answers: answers(samples, o.fault, o.timeline),
             early: failed_early(samples, o.timeline.fault_at),
-            recovery: recovery(samples, o.timeline.healed_at),
+            recovery: recovery(samples, &recovery_from(o.fault, o.timeline)),
             lost: lost(&o.seen, &o.read_back, &o.stored),
             duplicates: duplicates(&o.stored),
             survivors: survivors(o.fault, &o.before, &o.after),
@@ -72,12 +76,17 @@ impl Verdicts {
                 .old_gateway_exit
                 .map(|code| drain(code, samples, o.timeline.fault_at)),
             volume: volume(samples, o.rate),
+            whole: o.whole.as_ref().map(|w| WholeAgain {
+                running_nodes: w.running_nodes.clone(),
+                short: w.short.clone(),
+                quorum_queues: w.quorum_queues,
+            }),
         }
     }
 
     /// Why each missed target was missed.
     pub fn missed(&self) -> Vec<String> {
-        let targets: [&dyn Target; 9] = [
+        let targets: [&dyn Target; 10] = [
             &self.strays,
             &self.answers,
             &self.early,
@@ -87,6 +96,7 @@ impl Verdicts {
             &self.survivors,
             &self.drain,
             &self.volume,
+            &self.whole,
         ];
         let mut why = Vec::new();
         for target in targets {
@@ -132,22 +142,11 @@ fn answers(samples: &[Sample], fault: Fault, timeline: Timeline) -> Answers {
         _ => false,
     };
     let unclean: Vec<&Sample> = samples.iter().filter(|s| s.failed() && !clean(s)).collect();
-    // One example of each of the first few kinds of unclean answer.
-    let mut seen = Vec::new();
-    let mut examples = Vec::new();
-    for s in &unclean {
-        let kind = s.answer.describe();
-        let key: String = kind.chars().take(60).collect();
-        if !seen.contains(&key) && seen.len() < 5 {
-            seen.push(key);
-            examples.push(format!(
-                "{} sent at {:.2} s, after {:.0} ms: {kind}",
-                s.op.label(),
-                secs(s.sent),
-                s.took.as_secs_f64() * 1e3
-            ));
-        }
-    }
+    let cleanly: Vec<&Sample> = samples.iter().filter(|s| s.failed() && clean(s)).collect();
+    // One example of each of the first few kinds of unclean answer, then of
+    // clean failures (what the gateway said is worth reading too).
+    let mut examples = kinds(&unclean, 5, "");
+    examples.extend(kinds(&cleanly, 3, "(clean) "));
     Answers {
         unclean: unclean.len(),
         timeouts: unclean
@@ -156,6 +155,26 @@ fn answers(samples: &[Sample], fault: Fault, timeline: Timeline) -> Answers {
             .count(),
         examples,
     }
+}
+
+/// One line for each of the first `up_to` kinds of answer among `samples`.
+fn kinds(samples: &[&Sample], up_to: usize, prefix: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut examples = Vec::new();
+    for s in samples {
+        let kind = s.answer.describe();
+        let key: String = kind.chars().take(60).collect();
+        if !seen.contains(&key) && seen.len() < up_to {
+            seen.push(key);
+            examples.push(format!(
+                "{prefix}{} sent at {:.2} s, after {:.0} ms: {kind}",
+                s.op.label(),
+                secs(s.sent),
+                s.took.as_secs_f64() * 1e3
+            ));
+        }
+    }
+    examples
 }
 
 impl Target for Answers {
@@ -191,24 +210,40 @@ impl Target for FailedEarly {
     }
 }
 
-/// Success back to 100 % within [`RECOVERY_TARGET`] of the fault healing:
-/// when the failed requests were sent.
+/// Success back to 100 % within [`RECOVERY_TARGET`] of the fault healing
+/// (and, where a cluster node is killed, of the kill too: the cluster should
+/// not need the node back): when the failed requests were sent.
 pub struct Recovery {
     pub first_failure: Option<Duration>,
     pub last_failure: Option<Duration>,
-    /// From healing to the last failed request.
+    /// The longest time from a moment recovery counts from to a failed
+    /// request sent after it.
     pub took: Duration,
 }
 
-fn recovery(samples: &[Sample], healed_at: Duration) -> Recovery {
+/// The moments recovery counts from.
+fn recovery_from(fault: Fault, timeline: Timeline) -> Vec<Duration> {
+    if fault.kills_a_node() {
+        vec![timeline.fault_at, timeline.healed_at]
+    } else {
+        vec![timeline.healed_at]
+    }
+}
+
+fn recovery(samples: &[Sample], from: &[Duration]) -> Recovery {
     let failures = || samples.iter().filter(|s| s.failed()).map(|s| s.sent);
-    let last_failure = failures().max();
+    // A failure counts from the latest moment before it (none: while the
+    // fault lasts, which is allowed).
+    let took = failures()
+        .filter_map(|sent| {
+            let since = from.iter().filter(|&&at| at <= sent).max()?;
+            Some(sent - *since)
+        })
+        .max();
     Recovery {
         first_failure: failures().min(),
-        last_failure,
-        took: last_failure
-            .map(|at| at.saturating_sub(healed_at))
-            .unwrap_or_default(),
+        last_failure: failures().max(),
+        took: took.unwrap_or_default(),
     }
 }
 
@@ -236,8 +271,7 @@ pub struct Survivors {
 
 fn survivors(fault: Fault, before: &[ProcessState], after: &[ProcessState]) -> Survivors {
     let replaced = before.iter().filter(|was| {
-        let expected_change = (fault == Fault::GatewayRestart && was.name == "gateway")
-            || (fault == Fault::TripsReplicaKill && was.name == "trips#1");
+        let expected_change = fault.stops() == Some(was.name.as_str());
         let still = after.iter().find(|p| p.name == was.name);
         !expected_change && still.map(|p| p.pid) != Some(was.pid)
     });
@@ -328,6 +362,44 @@ impl Target for Volume {
     fn missed(&self, why: &mut Vec<String>) {
         if self.sent < (self.rate as usize) * 10 {
             why.push(format!("only {} requests were sent", self.sent));
+        }
+    }
+}
+
+/// The cluster whole again after the node's return: three running nodes,
+/// every quorum queue with three members online.
+pub struct WholeAgain {
+    pub running_nodes: Vec<String>,
+    pub short: Vec<String>,
+    pub quorum_queues: usize,
+}
+
+impl WholeAgain {
+    pub fn note(&self) -> String {
+        format!(
+            "cluster: {} running nodes ({}); {} quorum queues, {} without three members online",
+            self.running_nodes.len(),
+            self.running_nodes.join(", "),
+            self.quorum_queues,
+            self.short.len()
+        )
+    }
+}
+
+impl Target for Option<WholeAgain> {
+    fn missed(&self, why: &mut Vec<String>) {
+        let Some(whole) = self else { return };
+        if whole.running_nodes.len() != 3 {
+            why.push(format!(
+                "{} nodes running after the restart, not 3",
+                whole.running_nodes.len()
+            ));
+        }
+        for queue in &whole.short {
+            why.push(format!("quorum queue short of members: {queue}"));
+        }
+        if whole.quorum_queues == 0 {
+            why.push("no quorum queue in the cluster".into());
         }
     }
 }

@@ -14,19 +14,35 @@
 //! process but the one the fault stopped went away. It prints a table per
 //! scenario and exits 1 when a target is missed.
 //!
+//! `make chaos-cluster` (`CHAOS_TARGET=cluster`) runs the same load, checks
+//! and tables against the cluster stack on Docker (`make up-cluster` with two
+//! trips replicas; `crate::cluster`), where each fault is one of the three
+//! RabbitMQ nodes killed (`docker kill`) and started again 10 s later:
+//!
+//! 1. a node no service is connected to;
+//! 2. the node the gateway calls on;
+//! 3. the node a trips replica serves on, with calls in flight.
+//!
+//! There success must come back within [`RECOVERY_TARGET`] of the kill and of
+//! the node's return, no service container may restart, and the cluster must
+//! be whole again after each: three running nodes, every quorum queue with
+//! three members online.
+//!
 //! Restarting RabbitMQ disturbs everything on the local broker: run this
 //! alone, never beside `make test`. `CHAOS_SCENARIOS=2,3` runs only some
-//! scenarios (1 is the broker); `CHAOS_RATE` sets the load (requests per
+//! scenarios (numbered as above); `CHAOS_RATE` sets the load (requests per
 //! second, default 200); `CHAOS_LOG` the services' log filter (default
 //! `error`); `RABBITMQCTL` another way to reach rabbitmqctl (e.g.
 //! `docker exec rabbitmq rabbitmqctl`).
 //!
 //! This file holds the scenario list and the steps of one scenario;
-//! `system` boots the processes, `faults` injects each fault, `load` drives
-//! the load, `records` reads back what was stored, `checks` holds the
-//! targets and `report` prints the tables.
+//! `system` boots the processes (`cluster` finds and drives the cluster
+//! stack), `faults` injects each fault, `load` drives the load, `records`
+//! reads back what was stored, `checks` holds the targets and `report`
+//! prints the tables.
 
 mod checks;
+mod cluster;
 mod faults;
 mod load;
 mod records;
@@ -39,11 +55,12 @@ use std::time::Duration;
 use testkit::binary;
 
 use crate::checks::{Observed, Timeline, Verdicts};
+use crate::cluster::Cluster;
 use crate::faults::Fault;
 use crate::load::Running;
 use crate::records::Stored;
 use crate::report::Report;
-use crate::system::System;
+use crate::system::{Native, System};
 
 /// The gateway's RPC deadline (`RPC_TIMEOUT_MS`, its default).
 const RPC_DEADLINE: Duration = Duration::from_secs(5);
@@ -61,10 +78,23 @@ const DOWN_FOR: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let chosen = chosen_scenarios();
+    let on_cluster = match std::env::var("CHAOS_TARGET").as_deref() {
+        Ok("cluster") => true,
+        Ok("native") | Err(_) => false,
+        Ok(other) => panic!("CHAOS_TARGET={other}: native or cluster"),
+    };
+    let chosen = chosen_scenarios(if on_cluster {
+        &Fault::CLUSTER
+    } else {
+        &Fault::NATIVE
+    });
     let rate = load_rate();
-    for name in ["gateway", "trips", "airports"] {
-        println!("using {}", binary(name).display());
+    if on_cluster {
+        println!("against the cluster stack (make up-cluster)");
+    } else {
+        for name in ["gateway", "trips", "airports"] {
+            println!("using {}", binary(name).display());
+        }
     }
     println!(
         "load: {rate} requests/s (40% POST /trip, 30% GET /trip/{{id}}, 15% POST /airport, \
@@ -76,7 +106,15 @@ async fn main() -> ExitCode {
     let mut reports = Vec::new();
     for (i, fault) in chosen.iter().enumerate() {
         println!("\n== {}/{} {} ==", i + 1, chosen.len(), fault.title());
-        let report = run_scenario(*fault, rate).await;
+        let system = if on_cluster {
+            System::Cluster(Cluster::find().await)
+        } else {
+            let label = format!("chaos-{}", fault.short().replace(' ', "-"));
+            System::Native(Box::new(
+                Native::start(&label, fault.trips_replicas()).await,
+            ))
+        };
+        let report = run_scenario(*fault, rate, system).await;
         report.print();
         reports.push(report);
     }
@@ -84,19 +122,18 @@ async fn main() -> ExitCode {
     verdict(&reports)
 }
 
-/// `CHAOS_SCENARIOS` (numbers 1 to 4, comma-separated), else all four.
-fn chosen_scenarios() -> Vec<Fault> {
+/// `CHAOS_SCENARIOS` (numbers of `all`, from 1, comma-separated), else all.
+fn chosen_scenarios(all: &[Fault]) -> Vec<Fault> {
     match std::env::var("CHAOS_SCENARIOS") {
         Ok(list) if !list.trim().is_empty() => list
             .split(',')
             .map(|n| {
-                let n: usize = n.trim().parse().expect("CHAOS_SCENARIOS: numbers 1 to 4");
-                *Fault::ALL
-                    .get(n.wrapping_sub(1))
-                    .expect("scenarios are 1 to 4")
+                let n: usize = n.trim().parse().expect("CHAOS_SCENARIOS: numbers");
+                *all.get(n.wrapping_sub(1))
+                    .unwrap_or_else(|| panic!("scenarios are 1 to {}", all.len()))
             })
             .collect(),
-        _ => Fault::ALL.to_vec(),
+        _ => all.to_vec(),
     }
 }
 
@@ -108,27 +145,33 @@ fn load_rate() -> u32 {
         .unwrap_or(200)
 }
 
-/// One scenario: boot, load, fault, heal, more load, then read back and check.
-async fn run_scenario(fault: Fault, rate: u32) -> Report {
-    let label = format!("chaos-{}", fault.short().replace(' ', "-"));
-    let mut system = System::start(&label, fault.trips_replicas()).await;
-    let before = system.processes();
-    system.describe();
+/// One scenario: prepare, load, fault, heal, more load, then read back and
+/// check.
+async fn run_scenario(fault: Fault, rate: u32, mut system: System) -> Report {
+    let prepared = fault.prepare(&system).await;
+    let before = system.processes().await;
+    if let System::Native(native) = &system {
+        native.describe();
+    }
 
-    let load = Running::start(system.stack.gateway.http.clone(), rate);
+    let load = Running::start(system.http(), rate);
     tokio::time::sleep(WARM_UP).await;
     let fault_at = load.elapsed();
-    let injected = fault.inject(&mut system, load.start).await;
+    let injected = fault.inject(&mut system, &prepared, load.start).await;
     let healed_at = load.elapsed();
     tokio::time::sleep(AFTER_HEAL).await;
     let seen = load.finish().await;
-    let after = system.processes();
+    let after = system.processes().await;
 
     // Read every acknowledged record back through the (healthy) system, and
     // straight from Redis.
-    system.stack.wait_healthy(Duration::from_secs(15)).await;
+    system.wait_healthy(Duration::from_secs(30)).await;
     let read_back = records::read_back(&seen).await;
     let stored = Stored::dump(&system).await;
+    let whole = match &system {
+        System::Cluster(cluster) => Some(cluster.whole().await),
+        System::Native(_) => None,
+    };
 
     let observed = Observed {
         fault,
@@ -144,14 +187,11 @@ async fn run_scenario(fault: Fault, rate: u32) -> Report {
         before,
         after,
         old_gateway_exit: injected.old_gateway_exit,
+        whole,
     };
     let verdicts = Verdicts::of(&observed);
-    Report::new(
-        system.stack.namespace.name().to_owned(),
-        injected.notes,
-        observed,
-        verdicts,
-    )
+    let notes = prepared.notes.into_iter().chain(injected.notes).collect();
+    Report::new(system.label(), notes, observed, verdicts)
 }
 
 /// Success when every scenario met every target; else the missed ones.

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use testkit::RedisServer;
 
 use crate::checks::Target;
 use crate::load::{Acked, Op, Sample, Seen, airport_body, airport_name, trip_body, trip_from};
@@ -63,15 +62,15 @@ pub async fn read_back(seen: &Seen) -> ReadBack {
 impl Stored {
     pub async fn dump(system: &System) -> Self {
         Self {
-            trips: dump(&system.stack.trips_redis, "trip", "from").await,
-            airports: dump(&system.stack.airports_redis, "airport", "name").await,
+            trips: dump(system, "trips", "trip", "from").await,
+            airports: dump(system, "airports", "airport", "name").await,
         }
     }
 }
 
-/// Every record of `kind` in `redis`: id → the value of `field`. (`redis-cli`
-/// reads any size of reply; the records are few thousand.)
-async fn dump(redis: &RedisServer, kind: &str, field: &str) -> HashMap<String, String> {
+/// Every record of `kind` in `backend`'s Redis: id → the value of `field`.
+/// (`redis-cli` reads any size of reply; the records are few thousand.)
+async fn dump(system: &System, backend: &str, kind: &str, field: &str) -> HashMap<String, String> {
     const SCRIPT: &str = "local out = {} \
         for _, key in ipairs(redis.call('KEYS', ARGV[1])) do \
           out[#out + 1] = key \
@@ -79,21 +78,25 @@ async fn dump(redis: &RedisServer, kind: &str, field: &str) -> HashMap<String, S
         end \
         return out";
     let pattern = format!("{kind}:{}", "?".repeat(32));
-    let output = tokio::process::Command::new("redis-cli")
-        .args([
-            "-s",
-            &redis.socket().display().to_string(),
-            "--raw",
-            "EVAL",
-            SCRIPT,
-            "0",
-        ])
-        .args([&pattern, field])
-        .output()
-        .await
-        .expect("cannot run redis-cli");
-    assert!(output.status.success(), "redis-cli failed: {output:?}");
-    let text = String::from_utf8(output.stdout).expect("UTF-8 from redis-cli");
+    let args = ["--raw", "EVAL", SCRIPT, "0", &pattern, field];
+    let text = match system {
+        System::Native(native) => {
+            let redis = match backend {
+                "trips" => &native.stack.trips_redis,
+                _ => &native.stack.airports_redis,
+            };
+            let output = tokio::process::Command::new("redis-cli")
+                .arg("-s")
+                .arg(redis.socket())
+                .args(args)
+                .output()
+                .await
+                .expect("cannot run redis-cli");
+            assert!(output.status.success(), "redis-cli failed: {output:?}");
+            String::from_utf8(output.stdout).expect("UTF-8 from redis-cli")
+        }
+        System::Cluster(cluster) => cluster.redis_cli(backend, &args).await,
+    };
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() % 2 == 0, "odd redis-cli output: {text:.200}");
     lines

@@ -67,6 +67,26 @@ impl Row {
     }
 }
 
+/// The requests sent before `at` and answered after it, and how they ended.
+fn in_flight_at(samples: &[Sample], at: Duration) -> String {
+    let in_flight: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.sent < at && s.answered() >= at)
+        .collect();
+    let trips = in_flight
+        .iter()
+        .filter(|s| s.op == Op::CreateTrip || s.op == Op::GetTrip);
+    format!(
+        "requests in flight at the kill: {} ({} of them trip calls), {} answered 200",
+        in_flight.len(),
+        trips.count(),
+        in_flight
+            .iter()
+            .filter(|s| matches!(s.answer, Answer::Ok))
+            .count()
+    )
+}
+
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -87,6 +107,13 @@ impl Report {
             total.add(sample);
         }
         notes.extend(verdicts.drain.as_ref().map(|drain| drain.note()));
+        notes.extend(verdicts.whole.as_ref().map(|whole| whole.note()));
+        if observed.fault.kills_a_node() {
+            notes.push(in_flight_at(
+                &observed.seen.samples,
+                observed.timeline.fault_at,
+            ));
+        }
         Self {
             fault: observed.fault,
             namespace,
@@ -132,7 +159,7 @@ impl Report {
         );
         match (v.recovery.first_failure, v.recovery.last_failure) {
             (Some(first), Some(last)) => println!(
-                "  failures sent from {:.2} s to {:.2} s: success back to 100% {:.2} s after healing (target <= {} s)",
+                "  failures sent from {:.2} s to {:.2} s: success back to 100% {:.2} s after the fault or its healing (target <= {} s)",
                 secs(first),
                 secs(last),
                 secs(v.recovery.took),

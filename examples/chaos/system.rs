@@ -1,20 +1,32 @@
-//! Booting the system a scenario runs against: fresh Redis servers, the trips
-//! replicas, airports and the gateway under a namespace of their own, and
-//! which of those processes still run. Boot code only.
+//! The system a scenario runs against: natively started processes (`make
+//! chaos`: fresh Redis servers, the trips replicas, airports and the gateway
+//! under a namespace of their own) or the cluster stack on Docker (`make
+//! chaos-cluster`, `crate::cluster`); and which of its service processes
+//! still run. Boot code only.
+
+use std::time::Duration;
 
 use testkit::{Process, Run, Stack};
 
 use crate::RPC_DEADLINE;
+use crate::cluster::Cluster;
+
+/// What the scenarios run against.
+pub enum System {
+    Native(Box<Native>),
+    Cluster(Cluster),
+}
 
 /// The stack under test, every service a process of its own.
-pub struct System {
+pub struct Native {
     pub stack: Stack,
     /// Which trips replicas should be running (`false` once deliberately
     /// killed).
     pub trips_running: Vec<bool>,
 }
 
-/// A process that should be running, as seen at one moment.
+/// A process that should be running, as seen at one moment (for the
+/// cluster: a container, and its main process).
 #[derive(Clone, Debug)]
 pub struct ProcessState {
     pub name: String,
@@ -27,6 +39,39 @@ fn log_filter() -> String {
 }
 
 impl System {
+    /// The gateway's REST address.
+    pub fn http(&self) -> String {
+        match self {
+            System::Native(native) => native.stack.gateway.http.clone(),
+            System::Cluster(cluster) => cluster.http.clone(),
+        }
+    }
+
+    /// A name for the report: the namespace, or the Compose project.
+    pub fn label(&self) -> String {
+        match self {
+            System::Native(native) => native.stack.namespace.name().to_owned(),
+            System::Cluster(cluster) => cluster.describe(),
+        }
+    }
+
+    /// Every service process that should still be running.
+    pub async fn processes(&mut self) -> Vec<ProcessState> {
+        match self {
+            System::Native(native) => native.processes(),
+            System::Cluster(cluster) => cluster.processes().await,
+        }
+    }
+
+    pub async fn wait_healthy(&self, within: Duration) {
+        match self {
+            System::Native(native) => native.stack.wait_healthy(within).await,
+            System::Cluster(cluster) => cluster.wait_healthy(within).await,
+        }
+    }
+}
+
+impl Native {
     /// Starts everything under a namespace made from `label`, with
     /// `trips_replicas` trips processes, and waits until the gateway says all
     /// is up.
@@ -70,7 +115,7 @@ impl System {
 
     /// Every process that should still be running, with its PID, and whether
     /// it still runs.
-    pub fn processes(&mut self) -> Vec<ProcessState> {
+    fn processes(&mut self) -> Vec<ProcessState> {
         let mut all = vec![
             ProcessState::of("gateway".to_owned(), self.gateway()),
             ProcessState::of("airports".to_owned(), self.stack.airports.process()),
