@@ -7,9 +7,8 @@
 # and says how to tell which service answered. Arguments go to `up -d`.
 # Stop with `make down` (it removes the extra container too).
 set -euo pipefail
+export AIRBRIDGE_STACK=mixed
 source "$(dirname "$0")/../lib.sh"
-mixed_file=$deploy_dir/mixed/compose.yaml
-compose() { "${compose_argv[@]}" -p "$AIRBRIDGE_PROJECT" -f "$compose_file" -f "$mixed_file" "$@"; }
 
 pip=$repo_dir/.venv/bin/pip
 [ -x "$pip" ] || die "no .venv: run make venv (make up-mixed does)"
@@ -20,16 +19,15 @@ log "building the original system's wheels (nameko 2.14) into deploy/mixed/wheel
   'nameko==2.14.*' 'redis==5.*' 'setuptools>=77,<81' 'async-timeout>=4.0.3'
 
 ensure_env_files
-ensure_base_images
+require_base_images
 log "building the images with $compose_cmd"
 compose build
 log "starting the mixed stack (project $AIRBRIDGE_PROJECT)"
-compose up -d --remove-orphans "$@"
-if ! wait_healthy; then
-  die "the mixed stack did not become healthy: see above, and '$compose_cmd -p $AIRBRIDGE_PROJECT -f deploy/compose.yaml -f deploy/mixed/compose.yaml logs'"
+if ! up_and_wait "$@"; then
+  die "the mixed stack did not become healthy: see above, and 'AIRBRIDGE_STACK=mixed deploy/compose.sh logs'"
 fi
 
-logs="$compose_cmd -p $AIRBRIDGE_PROJECT -f deploy/compose.yaml -f deploy/mixed/compose.yaml logs"
+logs="AIRBRIDGE_STACK=mixed deploy/compose.sh logs"
 cat <<MSG
 
 airbridge is up, half migrated from nameko:
@@ -49,10 +47,10 @@ Which service answered:
       "spawning <WorkerContext [trips_service.create] ...>"
   $logs trips
       our trips: it answers no nameko call here (NAMEKO=off), so nothing per call
-  docker exec \$($compose_cmd -p $AIRBRIDGE_PROJECT -f deploy/compose.yaml ps -q rabbitmq) \\
+  deploy/compose.sh exec rabbitmq \\
       rabbitmqctl list_queues name consumers | grep -E 'rpc-|v1'
       rpc-trips_service has its one consumer (the Python service);
       airports.v1.Airports and trips.v1.Trips are ours
 
-Stop: make down   (deploy/down.sh -v also deletes the data)
+Stop: make down   (make down ARGS=-v also deletes the data)
 MSG
