@@ -1,5 +1,5 @@
 # airbridge: `make up` runs the system, `make test` passes the tests.
-.PHONY: up up-mixed up-cluster down-cluster ps-cluster chaos-cluster down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
+.PHONY: up up-mixed up-cluster down-cluster ps-cluster chaos-cluster bench-compose down logs ps base-images e2e-compose test venv clients proto-baseline fmt lint bench chaos k8s-check
 
 PYTHON ?= python3
 VENV := .venv
@@ -115,6 +115,13 @@ lint:
 ## bench: the full request path against the AMQP ceiling (release build)
 bench:
 	deploy/dev/services.sh cargo bench --bench e2e
+
+## bench-compose: the Compose stack users run (make up's, as its own
+## project) beside the native binaries, in one run: REST GET at 1 and 64
+## connections through the published port and to the container, with each
+## container's CPU per request and CFS throttling
+bench-compose:
+	deploy/bench-compose.sh
 
 ## chaos: faults under load (broker, Redis, replica, gateway restarts); run it alone
 chaos:

@@ -26,8 +26,10 @@
 //! connections, without and with OTLP export to a local sink, back to back),
 //! and writes the same as JSON to `bench-results/` (git-ignored).
 //! `BENCH_SECONDS` (default 10) and `BENCH_WARMUP_SECONDS` (default 2) set the
-//! length of each measurement.
+//! length of each measurement. `BENCH_TARGET=compose` (`make bench-compose`)
+//! measures the Compose stack beside the native binaries instead (`compose.rs`).
 
+mod compose;
 mod export;
 mod load;
 mod nameko;
@@ -73,6 +75,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if std::env::var("BENCH_TARGET").as_deref() == Ok("compose") {
+        let rows = runtime.block_on(compose::run(&Settings::from_env()));
+        compose::print(&rows);
+        return;
+    }
     let report = runtime.block_on(run(Settings::from_env()));
     report::print_and_save(&report);
 }
