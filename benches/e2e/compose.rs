@@ -39,7 +39,8 @@ pub struct ComposeRow {
     /// Throughput and p99 as multiples of the native run of the same round.
     pub of_native: f64,
     pub p99_of_native: f64,
-    /// Per container: CPU µs per request and CFS periods throttled.
+    /// Per container (native: per process group): CPU µs per request and
+    /// CFS periods throttled.
     pub containers: BTreeMap<String, (f64, u64)>,
     pub errors: u64,
 }
@@ -72,14 +73,27 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
     let published = format!("http://127.0.0.1:{port}");
     let direct = format!("http://{gateway_ip}:8000");
 
-    let stack = Stack::builder("bench-compose")
+    let mut stack = Stack::builder("bench-compose")
         .backends(Run::Process)
         .gateway(Run::Process)
         .start()
         .await;
     let native_id = create_airport(&stack.gateway.http).await;
     let compose_id = create_airport(&published).await;
-    // The native run's CPU is not the question here.
+    // The native processes' CPU, by the same names as the containers'.
+    let native_cpu = CpuMeter::new(
+        crate::stack_processes(&mut stack)
+            .into_iter()
+            .map(|(group, pid)| {
+                let name = if group == "backends" {
+                    "airports"
+                } else {
+                    &group
+                };
+                (name.to_owned(), pid)
+            })
+            .collect(),
+    );
     let no_cpu = CpuMeter::new(Vec::new());
 
     let mut rows = Vec::new();
@@ -87,13 +101,26 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
         for round in 1..=ROUNDS {
             let native = load::wrk(
                 settings,
-                &no_cpu,
+                &native_cpu,
                 concurrency,
                 &format!("{}/airport/{native_id}", stack.gateway.http),
                 None,
             )
             .await;
-            rows.push(row("native", concurrency, round, &native, &native, None));
+            // (trips, idle here, counts under airports, as "backends".)
+            let per_process = native
+                .cpu_us_per_request
+                .iter()
+                .map(|(name, us)| (name.clone(), (*us, 0)))
+                .collect();
+            rows.push(row(
+                "native",
+                concurrency,
+                round,
+                &native,
+                &native,
+                Some(per_process),
+            ));
             for (target, base) in [
                 ("compose, published port", &published),
                 ("compose, container address", &direct),
