@@ -14,17 +14,6 @@ AIRBRIDGE_ENV_DIR=$(mktemp -d)
 export AIRBRIDGE_ENV_DIR
 source "$(dirname "$0")/lib.sh"
 
-teardown() {
-  log "tearing the stack down (project $AIRBRIDGE_PROJECT)"
-  compose down --volumes --remove-orphans >/dev/null 2>&1 || true
-  rm -rf "$AIRBRIDGE_ENV_DIR"
-}
-trap teardown EXIT
-
-ensure_env_files
-require_base_images
-log "building the images with $compose_cmd"
-compose build -q
-up_and_wait || die "the stack did not become healthy: see above"
+start_throwaway_stack
 cd "$repo_dir"
 BENCH_TARGET=compose deploy/dev/services.sh cargo bench --bench e2e

@@ -278,3 +278,26 @@ up_and_wait() {
   fi
   wait_healthy
 }
+
+# --- a throwaway stack -----------------------------------------------------
+
+# For `make chaos-cluster` and `make bench-compose`: the stack as a Compose
+# project of its own, on env files of its own in AIRBRIDGE_ENV_DIR (a
+# temporary directory the caller made for it), built, started and waited for;
+# torn down with its volumes, and that directory removed, when the calling
+# script exits, whatever the result. Arguments go to `up -d`.
+start_throwaway_stack() {
+  trap teardown_throwaway_stack EXIT
+  ensure_env_files
+  require_base_images
+  log "building the images with $compose_cmd"
+  compose build -q
+  log "starting the stack (project $AIRBRIDGE_PROJECT)"
+  up_and_wait "$@" || die "the stack did not become healthy: see above"
+}
+
+teardown_throwaway_stack() {
+  log "tearing the stack down (project $AIRBRIDGE_PROJECT)"
+  compose down --volumes --remove-orphans >/dev/null 2>&1 || true
+  rm -rf "$AIRBRIDGE_ENV_DIR"
+}

@@ -15,19 +15,6 @@ AIRBRIDGE_ENV_DIR=$(mktemp -d)
 export AIRBRIDGE_ENV_DIR
 source "$(dirname "$0")/../lib.sh"
 
-teardown() {
-  log "tearing the cluster stack down (project $AIRBRIDGE_PROJECT)"
-  compose down --volumes --remove-orphans >/dev/null 2>&1 || true
-  rm -rf "$AIRBRIDGE_ENV_DIR"
-}
-trap teardown EXIT
-
-ensure_env_files
-require_base_images
-log "building the images with $compose_cmd"
-compose build -q
-log "starting the cluster stack (project $AIRBRIDGE_PROJECT) with two trips replicas"
-up_and_wait --scale trips=2 || die "the cluster stack did not become healthy: see above"
+start_throwaway_stack --scale trips=2
 cd "$repo_dir"
-cargo build --release --example chaos
 CHAOS_TARGET=cluster cargo run --release --example chaos
