@@ -16,7 +16,7 @@
 deploy_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(cd "$deploy_dir/.." && pwd)
 compose_file=$deploy_dir/compose.yaml
-# The Compose files of the stack: the base, then the cluster's override.
+# The Compose files of the stack: the base, then AIRBRIDGE_STACK's override.
 compose_files=("$compose_file")
 case ${AIRBRIDGE_STACK:-} in
   "") : "${AIRBRIDGE_PROJECT:=airbridge}" ;;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::wait_for;
 
 use crate::system::ProcessState;
 
@@ -204,22 +205,19 @@ impl Cluster {
             ])
             .await;
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("the connections closed on {node} to come back on other nodes");
+        wait_for(&what, Duration::from_secs(30), || async {
             let now = self.connections().await;
-            let back = moving.iter().all(|m| {
-                now.iter()
-                    .any(|c| c.client == m.client && c.name == m.name && c.node != node)
-            });
-            if back {
-                return moving.len();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "connections did not come back off {node} within 30 s: {now:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            moving
+                .iter()
+                .all(|m| {
+                    now.iter()
+                        .any(|c| c.client == m.client && c.name == m.name && c.node != node)
+                })
+                .then_some(())
+        })
+        .await;
+        moving.len()
     }
 
     /// `docker kill`s the node.
@@ -234,20 +232,18 @@ impl Cluster {
         let container = self.node_container(node).await;
         let started = Instant::now();
         docker(&["start", &container.id]).await;
-        let deadline = started + Duration::from_secs(120);
-        loop {
+        let what = format!("{node} to run in the cluster again");
+        wait_for(&what, Duration::from_secs(120), || async {
             let check = tokio::process::Command::new("docker")
                 .args(["exec", &container.id, "rabbitmq-diagnostics", "-q"])
                 .arg("check_running")
                 .output()
                 .await
                 .expect("cannot run docker");
-            if check.status.success() {
-                return started.elapsed();
-            }
-            assert!(Instant::now() < deadline, "{node} did not rejoin in 120 s");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            check.status.success().then_some(())
+        })
+        .await;
+        started.elapsed()
     }
 
     async fn node_container(&self, node: &str) -> Container {
@@ -330,23 +326,18 @@ impl Cluster {
 
     /// Waits (at most `within`) until every container runs and is healthy.
     pub async fn wait_healthy(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let containers = self.containers().await;
-            if containers.iter().all(|c| c.running && c.healthy) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not healthy within {within:?}: {:?}",
+        wait_for(
+            "every container of the stack to be healthy",
+            within,
+            || async {
+                let containers = self.containers().await;
                 containers
                     .iter()
-                    .filter(|c| !c.healthy)
-                    .map(|c| &c.name)
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+                    .all(|c| c.running && c.healthy)
+                    .then_some(())
+            },
+        )
+        .await;
     }
 
     /// Empties both Redis servers, so a scenario counts only its own records.
