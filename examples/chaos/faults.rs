@@ -140,7 +140,10 @@ impl Fault {
             }
             Fault::GatewayNodeKill | Fault::TripsNodeKill => {
                 let gateway = cluster.node_of("gateway", GATEWAY_CALLS).await;
-                let moved = cluster.move_off(&gateway, |c| c.name == TRIPS_SERVES).await;
+                // The trips servers' consumers and their reply connections.
+                let moved = cluster
+                    .move_off(&gateway, |c| c.name.starts_with(TRIPS_SERVES))
+                    .await;
                 notes.push(format!(
                     "the gateway calls on {gateway}; {moved} trips server connection(s) moved off it: \
                      every trip call crosses nodes (direct reply-to)"

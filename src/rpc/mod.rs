@@ -4,7 +4,8 @@
 //! each service only name methods and (de)serialise messages. The protocol is
 //! described in `docs/amqp-rpc.md`. `client.rs` makes calls; `server.rs` serves
 //! them from a queue to a [`Service`], which sees them as `call.rs` describes;
-//! `topology.rs` names and declares the queues; `telemetry.rs` makes each
+//! `replies.rs` publishes a server's replies; `topology.rs` names and
+//! declares the queues; `telemetry.rs` makes each
 //! call's span and metrics. In short:
 //!
 //! * Each service consumes one durable queue named after the fully qualified
@@ -27,6 +28,7 @@
 mod acks;
 mod call;
 mod client;
+mod replies;
 mod server;
 mod telemetry;
 mod topology;

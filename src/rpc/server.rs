@@ -4,8 +4,8 @@
 //! [`Service`] (in practice a generated `<Name>AmqpServer` wrapping any
 //! implementation of the tonic service trait). Requests are handled
 //! concurrently, up to the configured prefetch; each is acknowledged only after
-//! its reply has been published, so a crash mid-call leaves the request in the
-//! queue for another replica. A request that cannot be decoded or routed is
+//! its reply has been published (`replies.rs` says where), so a crash mid-call
+//! leaves the request in the queue for another replica. A request that cannot be decoded or routed is
 //! answered with an error (when it names a `reply_to`) and rejected without
 //! requeue, which dead-letters it: garbage never crashes the server and never
 //! loops. What a call looks like to the service is in `call.rs`; the queues
@@ -21,9 +21,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::mpsc;
@@ -32,6 +30,7 @@ use tonic::Status;
 use tracing::Instrument;
 
 use super::acks::{self, Settled};
+use super::replies::{Replies, Sent};
 use super::telemetry::{self, ServerCall};
 use super::topology::declare;
 use super::{
@@ -45,16 +44,20 @@ use crate::broker::{Consume, OpenError, keep_consuming};
 /// connection drops it connects again (to another node when the broker has
 /// several, `crate::broker`) and declares and consumes anew; requests that
 /// were in flight are redelivered by the broker. On shutdown it stops
-/// consuming, finishes the calls in flight, and closes the connection.
+/// consuming, finishes the calls in flight, and closes its connections.
 pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Future<Output = ()>) {
     let serving = Serving::new(service);
     let queue = config.topology.queue(serving.service.name());
     telemetry::serving(serving.service.name());
+    let replies = Arc::new(Replies::new(
+        config.broker.clone(),
+        format!("airbridge {queue} replies"),
+    ));
     let consumer = keep_consuming(
         &config.broker,
         &queue,
         &format!("airbridge {queue}"),
-        |connection| Consumer::open(connection, config, serving.clone()),
+        |connection| Consumer::open(connection, config, serving.clone(), replies.clone()),
         shutdown,
     )
     .await;
@@ -62,6 +65,7 @@ pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Fu
         Some(consumer) => consumer.stop().await,
         None => serving.finish().await,
     }
+    replies.close().await;
 }
 
 /// What a server keeps across its connections: the service, the calls in
@@ -119,10 +123,10 @@ const REDELIVERIES_REMEMBERED: usize = 10_000;
 
 /// Requests this replica has seen redelivered, by fingerprint.
 ///
-/// A request that kills the connection it is handled on (RabbitMQ 3.10, for
-/// one, closes the connection when a reply goes to a forged direct reply-to
-/// address) would otherwise come back for ever, tearing down every call
-/// beside it each time. Counting its returns bounds that at
+/// A request that kills the connection it is handled on would otherwise
+/// come back for ever, tearing down every call beside it each time. (A reply
+/// that makes RabbitMQ close the connection, `replies.rs`, does so at most
+/// once: redelivered, it is published on a connection of its own.) Counting its returns bounds that at
 /// `MAX_REDELIVERIES` per replica; an ordinary redelivery (a replica died
 /// mid-call) counts once and is handled as usual.
 #[derive(Default)]
@@ -158,6 +162,7 @@ struct Consumer<S> {
     channel: Channel,
     consumer: lapin::Consumer,
     queue: String,
+    replies: Arc<Replies>,
     settled: mpsc::UnboundedSender<Settled>,
     acker: tokio::task::JoinHandle<()>,
 }
@@ -167,6 +172,7 @@ impl<S: Service> Consumer<S> {
         connection: Connection,
         config: &RpcConfig,
         serving: Serving<S>,
+        replies: Arc<Replies>,
     ) -> Result<Self, OpenError> {
         let service = serving.service.name();
         let queue = &config.topology.queue(service);
@@ -191,6 +197,7 @@ impl<S: Service> Consumer<S> {
             channel,
             consumer,
             queue: queue.to_owned(),
+            replies,
             settled,
             acker,
         })
@@ -236,6 +243,7 @@ impl<S: Service> Consume for Consumer<S> {
                 Ok(delivery) => {
                     in_flight.spawn(handle(
                         self.channel.clone(),
+                        self.replies.clone(),
                         service.clone(),
                         delivery,
                         self.settled.clone(),
@@ -253,6 +261,7 @@ impl<S: Service> Consume for Consumer<S> {
 /// Answers one delivery, then has it acknowledged or rejected.
 async fn handle<S: Service>(
     channel: Channel,
+    replies: Arc<Replies>,
     service: Arc<S>,
     delivery: Delivery,
     settled: mpsc::UnboundedSender<Settled>,
@@ -260,12 +269,17 @@ async fn handle<S: Service>(
     // Telemetry (telemetry.rs): the request's span and metrics.
     let observed = ServerCall::start(service.name(), service.methods(), &delivery);
     let tag = delivery.delivery_tag;
-    let (result, outcome) = answer(channel, service, &delivery)
+    let to = Publisher {
+        channel: &channel,
+        replies: &replies,
+        redelivered: delivery.redelivered,
+    };
+    let (result, outcome) = answer(to, service, &delivery)
         .instrument(observed.span().clone())
         .await;
     observed.finish(&result, matches!(outcome, Some(Outcome::Reject)));
-    // Without a published reply the request stays unacknowledged; the broker
-    // redelivers it once this connection is gone.
+    // When the reply could not be published the request stays
+    // unacknowledged; the broker redelivers it once this connection is gone.
     if let Some(outcome) = outcome {
         let _ = settled.send(match outcome {
             Outcome::Ack => Settled::Ack(tag),
@@ -282,7 +296,7 @@ enum Outcome {
 /// Answers one request; says how it ended (an expired one, dropped, as
 /// `DEADLINE_EXCEEDED`) and how to settle it.
 async fn answer<S: Service>(
-    channel: Channel,
+    to: Publisher<'_>,
     service: Arc<S>,
     delivery: &Delivery,
 ) -> (Result<(), Status>, Option<Outcome>) {
@@ -298,7 +312,7 @@ async fn answer<S: Service>(
         }
         Err(status) => {
             tracing::warn!(reason = status.message(), "rejecting a malformed request");
-            reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
+            reply(to, &reply_to, &correlation_id, Err(&status)).await;
             return (Err(status), Some(Outcome::Reject));
         }
     };
@@ -313,14 +327,14 @@ async fn answer<S: Service>(
                 reason = status.message(),
                 "rejecting a request the service cannot handle"
             );
-            reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
+            reply(to, &reply_to, &correlation_id, Err(&status)).await;
             return (Err(status), Some(Outcome::Reject));
         }
         Err(_panic) => {
             // Retrying a request that panicked would panic again: dead-letter it.
             tracing::error!("handler panicked; rejecting the request");
             let status = Status::internal("the service failed while handling the request");
-            reply(&channel, &reply_to, &correlation_id, Err(&status)).await;
+            reply(to, &reply_to, &correlation_id, Err(&status)).await;
             return (Err(status), Some(Outcome::Reject));
         }
     };
@@ -329,26 +343,38 @@ async fn answer<S: Service>(
         code = ?result.as_ref().err().map(Status::code),
         "handled"
     );
-    let replied = reply(
-        &channel,
+    let sent = reply(
+        to,
         &reply_to,
         &correlation_id,
         result.as_ref().map(Bytes::as_ref),
     )
     .await;
-    (result.map(drop), replied.then_some(Outcome::Ack))
+    // A reply whose caller cannot be reached is dropped: the call was made,
+    // so it is settled all the same.
+    (
+        result.map(drop),
+        (sent != Sent::Failed).then_some(Outcome::Ack),
+    )
 }
 
-/// Publishes the reply when the caller asked for one; false when it could not
-/// be published (the connection is gone).
+/// Where one request's reply is published (`replies.rs`).
+#[derive(Clone, Copy)]
+struct Publisher<'a> {
+    channel: &'a Channel,
+    replies: &'a Replies,
+    redelivered: bool,
+}
+
+/// Publishes the reply when the caller asked for one.
 async fn reply(
-    channel: &Channel,
+    to: Publisher<'_>,
     reply_to: &Option<ShortString>,
     correlation_id: &Option<ShortString>,
     result: Result<&[u8], &Status>,
-) -> bool {
+) -> Sent {
     let Some(reply_to) = reply_to else {
-        return true;
+        return Sent::Published;
     };
     let mut properties = BasicProperties::default().with_content_type(CONTENT_TYPE.into());
     if let Some(id) = correlation_id {
@@ -370,20 +396,7 @@ async fn reply(
             &[]
         }
     };
-    let published = channel
-        .basic_publish(
-            "".into(),
-            reply_to.clone(),
-            BasicPublishOptions::default(),
-            body,
-            properties,
-        )
-        .await;
-    match published {
-        Ok(_) => true,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot publish the reply");
-            false
-        }
-    }
+    to.replies
+        .send(to.channel, to.redelivered, reply_to, properties, body)
+        .await
 }

@@ -288,19 +288,36 @@ pub fn oversized_expired_and_misaddressed() -> Vec<Poison> {
 }
 
 /// Pings whose `reply_to` is a direct reply-to address the broker did not
-/// issue (`amq.rabbitmq.reply-to.<a>.<b>`).
+/// issue (`amq.rabbitmq.reply-to.<a>.<b>`), and one of the form it does issue
+/// but for a caller on a node that is not running: what every reply to a
+/// caller on a dead node of a cluster looks like. Between them, Pings that
+/// reply to us: their replies share the connection the others crash, and
+/// must come all the same.
 pub fn forged_direct_reply_to() -> Vec<Poison> {
     [
         "amq.rabbitmq.reply-to.ab=3.key",
         "amq.rabbitmq.reply-to.AAAA.key",
         "amq.rabbitmq.reply-to.x.y",
+        // base64 of the caller's channel pid as RabbitMQ 3.10 encodes it
+        // (`rabbit_direct_reply_to:compute_key_and_suffix_v2`): 131, 88, 118,
+        // the node name's length (u16) and the node name `reply@<hash of the
+        // node>`, here `reply@1`, which no running node hashes to; then id,
+        // serial and creation as u32s (1, 0, 1).
+        "amq.rabbitmq.reply-to.g1h2AAdyZXBseUAxAAAAAQAAAAAAAAAB.a2V5",
     ]
     .into_iter()
+    .flat_map(|forged| {
+        [
+            ReplyTo::Elsewhere(forged.into()),
+            ReplyTo::Ours,
+            ReplyTo::Ours,
+        ]
+    })
     .map(|reply_to| Poison {
         content_type: Some(CONTENT_TYPE.into()),
         method: Some("Ping".into()),
         body: Vec::new(),
-        reply_to: ReplyTo::Elsewhere(reply_to.into()),
+        reply_to,
         deadline: Deadline::Future,
         expiration: None,
         message_id: None,

@@ -64,11 +64,6 @@ impl Poison {
     /// The server's side of docs/amqp-rpc.md, in its order: content type,
     /// method present, deadline, method known, body decodes.
     pub fn fate(&self) -> Fate {
-        if self.forged_direct_reply_to() {
-            // Its reply kills the server's connection; after a bounded number
-            // of redeliveries the server dead-letters it unhandled.
-            return Fate::DeadLettered;
-        }
         if self.content_type.as_deref() != Some(CONTENT_TYPE) {
             return Fate::DeadLettered;
         }
@@ -89,13 +84,6 @@ impl Poison {
         } else {
             Fate::DeadLettered
         }
-    }
-
-    /// A direct reply-to address the broker did not issue, in the two-part
-    /// form RabbitMQ 3.10 crashes on when a reply is sent to it.
-    fn forged_direct_reply_to(&self) -> bool {
-        matches!(&self.reply_to, ReplyTo::Elsewhere(name)
-            if name.strip_prefix("amq.rabbitmq.reply-to.").is_some_and(|rest| rest.contains('.')))
     }
 
     /// Whether the broker may expire it in the queue (dead-lettering it)
