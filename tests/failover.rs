@@ -204,7 +204,14 @@ async fn a_server_moves_to_another_node_and_consumes_again() {
     let lost = Instant::now();
     used.drop_connections();
     recovers(&cluster, lost).await;
-    assert_eq!((other.connections(), used.connections()), (1, 0));
+    // The consumer's connection moved; besides it there may be the side
+    // connection for replies to redelivered requests (src/rpc/replies.rs),
+    // opened after the loss on either node (this one was only cut off).
+    let (moved, stayed) = (other.connections(), used.connections());
+    assert!(
+        moved >= 1 && moved + stayed <= 2,
+        "the server serves on the other node: {moved} connection(s) there, {stayed} on the lost one"
+    );
     cluster.stop().await;
 }
 
