@@ -36,7 +36,7 @@ use std::time::Instant;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError};
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ErrorKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ErrorKind, PublisherConfirm};
 
 use crate::broker::{Alive, Broker, Reconnecting};
 
@@ -98,16 +98,7 @@ impl Replies {
             return Sent::Unreachable;
         }
         if !redelivered {
-            let published = consumer
-                .basic_publish(
-                    "".into(),
-                    to.clone(),
-                    BasicPublishOptions::default(),
-                    body,
-                    properties,
-                )
-                .await;
-            return match published {
+            return match publish_on(consumer, to, properties, body).await {
                 Ok(_) => Sent::Published,
                 Err(err) => {
                     // The request goes back to the queue with the connection.
@@ -169,15 +160,7 @@ impl Replies {
             .await
             .map_err(|_| Failure::Unavailable)?;
         let confirmed = async {
-            session
-                .channel
-                .basic_publish(
-                    "".into(),
-                    to.clone(),
-                    BasicPublishOptions::default(),
-                    body,
-                    properties,
-                )
+            publish_on(&session.channel, to, properties, body)
                 .await?
                 .await
         };
@@ -213,6 +196,24 @@ enum Failure {
     Nacked,
     /// The connection or channel went while the reply was on it.
     Lost(lapin::Error),
+}
+
+/// Publishes a reply to `to` through the default exchange on `channel`.
+async fn publish_on(
+    channel: &Channel,
+    to: &ShortString,
+    properties: BasicProperties,
+    body: &[u8],
+) -> lapin::Result<PublisherConfirm> {
+    channel
+        .basic_publish(
+            "".into(),
+            to.clone(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
 }
 
 /// Whether the broker closed the connection with INTERNAL_ERROR: what a
