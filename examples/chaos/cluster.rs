@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::wait_for;
+use testkit::{docker, wait_for};
 
 use crate::system::ProcessState;
 
@@ -414,22 +414,6 @@ fn strings(list: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Runs `docker ARGS`, which must succeed; its output.
-async fn docker(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("cannot run docker");
-    assert!(
-        output.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 from docker")
 }
 
 /// Counts the connections per node, for the report: `rabbit@rabbitmq-1: gateway, trips#1; ...`.

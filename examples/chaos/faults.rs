@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use testkit::{rabbitmqctl, rabbitmqctl_command};
+
 use crate::DOWN_FOR;
 use crate::cluster::{Cluster, placement};
 use crate::report::secs;
@@ -202,10 +204,10 @@ impl Injected {
 
 async fn restart_broker(start: Instant) -> Injected {
     let mut broker = BrokerGuard { stopped: true };
-    rabbitmqctl("stop_app").await;
+    rabbitmqctl(&["stop_app"]).await;
     let stopped = format!("stop_app returned at {:.1} s", secs(start.elapsed()));
     tokio::time::sleep(DOWN_FOR).await;
-    rabbitmqctl("start_app").await;
+    rabbitmqctl(&["start_app"]).await;
     broker.stopped = false;
     let started = format!("start_app returned at {:.1} s", secs(start.elapsed()));
     Injected::notes(vec![stopped, started])
@@ -269,25 +271,6 @@ async fn kill_node(cluster: &Cluster, node: &str, start: Instant) -> Injected {
         secs(start.elapsed())
     );
     Injected::notes(vec![killed, back])
-}
-
-fn rabbitmqctl_command() -> (String, Vec<String>) {
-    let command = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
-    let mut words = command.split_whitespace().map(str::to_owned);
-    let program = words.next().expect("RABBITMQCTL is empty");
-    (program, words.collect())
-}
-
-async fn rabbitmqctl(arg: &str) {
-    let (program, pre) = rabbitmqctl_command();
-    let status = tokio::process::Command::new(&program)
-        .args(&pre)
-        .arg(arg)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
-    assert!(status.success(), "rabbitmqctl {arg} failed");
 }
 
 /// Starts the broker's application again if the run ends (or panics) while

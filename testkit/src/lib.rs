@@ -37,5 +37,5 @@ pub use crate::redis::RedisServer;
 pub use crate::scrape::metric_value;
 pub use crate::services::{Backend, Gateway, Run, Running, Task};
 pub use crate::stack::{HEALTHY, NamekoNames, Stack, StackBuilder};
-pub use crate::tools::{python_client, tool, workspace};
+pub use crate::tools::{docker, python_client, tool, workspace};
 pub use crate::wait::wait_for;

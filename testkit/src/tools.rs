@@ -1,5 +1,6 @@
-//! The Python-installed tools some tests drive (grpcurl, schemathesis, the
-//! generated client's interpreter), from the project's `.venv`.
+//! The command-line tools some tests drive: the Python-installed ones (grpcurl,
+//! schemathesis, the generated client's interpreter) from the project's
+//! `.venv`, and docker.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -53,4 +54,21 @@ pub fn python_client() -> Command {
     let mut python = Command::new(tool("python"));
     python.env("PYTHONPATH", root.join("clients/python"));
     python
+}
+
+/// Runs `docker ARGS`, which must succeed, and returns what it printed (for
+/// the benchmarks and the chaos runs that drive a Compose stack).
+pub async fn docker(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .expect("cannot run docker");
+    assert!(
+        output.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 from docker")
 }
