@@ -117,8 +117,9 @@ bench:
 	deploy/dev/services.sh cargo bench --bench e2e
 
 ## bench-compose: the Compose stack users run (make up's, as its own
-## project) beside the native binaries, in one run: REST GET at 1 and 64
-## connections through the published port and to the container, with each
+## project) beside the native binaries, in one run: its first minute after
+## up, then REST GET at 1 and 64 connections through the published port (on
+## loopback and on the host's address) and to the container, with each
 ## container's CPU per request and CFS throttling
 bench-compose:
 	deploy/bench-compose.sh

@@ -3,11 +3,19 @@
 //!
 //! The same wrk load (`GET /airport/{id}`) at 1 and 64 connections, rounds
 //! alternating between the natively started system and the Compose stack,
-//! reached two ways: its published port (through Docker's userland proxy,
-//! where the daemon uses one) and the gateway container's own address. Each
+//! reached three ways: its published port on the loopback address (relayed
+//! by Docker's userland proxy, `docker-proxy`, where the daemon runs one, as
+//! it does by default), the same port on the host's own address (forwarded
+//! by the kernel's NAT, as for any client on another machine), and the
+//! gateway container's own address. Each
 //! Compose measurement also reads every container's CPU cgroup: the CPU time
 //! it spent per request, and how often the CFS quota (`cpus:`) throttled it.
 //! It prints a table with the ratios to the native run of the same round.
+//!
+//! Before all that, the first minute after `make up`: the same load on the
+//! published port with no warm-up, as a user's first requests meet it,
+//! compared with the native run of round 1 (`AIRBRIDGE_UP_AT`, the Unix time
+//! the stack became healthy, says how long after).
 //!
 //! The stack is found by its Compose project (`AIRBRIDGE_PROJECT`, as
 //! `deploy/bench-compose.sh` starts it) and its published port
@@ -15,10 +23,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
+use std::time::Duration;
 
 use serde::Serialize;
-use testkit::{Run, Stack};
+use testkit::{Run, Stack, docker};
 
 use crate::create_airport;
 use crate::load::{self, CpuMeter, Measurement, Settings};
@@ -64,7 +72,7 @@ type CgroupMark = Vec<(u64, u64)>;
 pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
     let project = std::env::var("AIRBRIDGE_PROJECT").unwrap_or_else(|_| "airbridge".to_owned());
     let port = std::env::var("AIRBRIDGE_HTTP_PORT").unwrap_or_else(|_| "8000".to_owned());
-    let containers = containers(&project);
+    let containers = containers(&project).await;
     let gateway_ip = &containers
         .iter()
         .find(|c| c.service == "gateway")
@@ -72,6 +80,28 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
         .ip;
     let published = format!("http://127.0.0.1:{port}");
     let direct = format!("http://{gateway_ip}:8000");
+    let host_address = host_address().map(|ip| format!("http://{ip}:{port}"));
+
+    // The first minute after `make up`: before anything else, with no
+    // warm-up, the busiest load first. Compared below with the native run
+    // of round 1 (warmed up as usual).
+    let compose_id = create_airport(&published).await;
+    let since_up = std::env::var("AIRBRIDGE_UP_AT")
+        .ok()
+        .and_then(|at| at.parse::<f64>().ok())
+        .map(|at| now_unix() - at);
+    let cold = Settings {
+        warmup: Duration::ZERO,
+        ..settings.clone()
+    };
+    let mut first_minute = BTreeMap::new();
+    for concurrency in CONCURRENCY.into_iter().rev() {
+        let url = format!("{published}/airport/{compose_id}");
+        first_minute.insert(
+            concurrency,
+            measure(&cold, &containers, concurrency, &url).await,
+        );
+    }
 
     let mut stack = Stack::builder("bench-compose")
         .backends(Run::Process)
@@ -79,7 +109,6 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
         .start()
         .await;
     let native_id = create_airport(&stack.gateway.http).await;
-    let compose_id = create_airport(&published).await;
     // The native processes' CPU, by the same names as the containers'.
     let native_cpu = CpuMeter::new(
         crate::stack_processes(&mut stack)
@@ -94,7 +123,6 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
             })
             .collect(),
     );
-    let no_cpu = CpuMeter::new(Vec::new());
 
     let mut rows = Vec::new();
     for concurrency in CONCURRENCY {
@@ -119,42 +147,91 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
                 round,
                 &native,
                 &native,
-                Some(per_process),
+                per_process,
             ));
-            for (target, base) in [
-                ("compose, published port", &published),
-                ("compose, container address", &direct),
-            ] {
-                let from = mark(&containers);
-                let measured = load::wrk(
-                    settings,
-                    &no_cpu,
+            if round == 1 {
+                let (measured, per_container) = &first_minute[&concurrency];
+                let target = match since_up {
+                    Some(s) => format!(
+                        "compose, published port, loopback, first minute ({s:.0} s after up, no warm-up)"
+                    ),
+                    None => {
+                        "compose, published port, loopback, first minute (no warm-up)".to_owned()
+                    }
+                };
+                rows.push(row(
+                    &target,
                     concurrency,
-                    &format!("{base}/airport/{compose_id}"),
-                    None,
-                )
-                .await;
-                let to = mark(&containers);
-                let per_container = containers
-                    .iter()
-                    .zip(from.iter().zip(&to))
-                    .map(|(c, ((used0, thr0), (used1, thr1)))| {
-                        let us = (used1 - used0) as f64 / 1e3 / measured.requests.max(1) as f64;
-                        (c.service.clone(), (us, thr1 - thr0))
-                    })
-                    .collect();
+                    0,
+                    measured,
+                    &native,
+                    per_container.clone(),
+                ));
+            }
+            let targets = [
+                ("compose, published port, loopback", Some(&published)),
+                (
+                    "compose, published port, host address",
+                    host_address.as_ref(),
+                ),
+                ("compose, container address", Some(&direct)),
+            ];
+            for (target, base) in targets {
+                let Some(base) = base else { continue };
+                let url = format!("{base}/airport/{compose_id}");
+                let (measured, per_container) =
+                    measure(settings, &containers, concurrency, &url).await;
                 rows.push(row(
                     target,
                     concurrency,
                     round,
                     &measured,
                     &native,
-                    Some(per_container),
+                    per_container,
                 ));
             }
         }
     }
     rows
+}
+
+/// One wrk run against the Compose stack, with each container's CPU µs per
+/// request and CFS periods throttled over it.
+async fn measure(
+    settings: &Settings,
+    containers: &[Container],
+    concurrency: usize,
+    url: &str,
+) -> (Measurement, BTreeMap<String, (f64, u64)>) {
+    let from = mark(containers);
+    let measured = load::wrk(settings, &CpuMeter::new(Vec::new()), concurrency, url, None).await;
+    let to = mark(containers);
+    let per_container = containers
+        .iter()
+        .zip(from.iter().zip(&to))
+        .map(|(c, ((used0, thr0), (used1, thr1)))| {
+            let us = (used1 - used0) as f64 / 1e3 / measured.requests.max(1) as f64;
+            (c.service.clone(), (us, thr1 - thr0))
+        })
+        .collect();
+    (measured, per_container)
+}
+
+/// The host's own address on its default route, where the kernel (not
+/// `docker-proxy`) forwards a published port, as it does for clients on
+/// other machines. No packet is sent: connecting a UDP socket only picks the
+/// route.
+fn host_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn row(
@@ -163,7 +240,7 @@ fn row(
     round: usize,
     measured: &Measurement,
     native: &Measurement,
-    containers: Option<BTreeMap<String, (f64, u64)>>,
+    containers: BTreeMap<String, (f64, u64)>,
 ) -> ComposeRow {
     ComposeRow {
         target: target.to_owned(),
@@ -174,7 +251,7 @@ fn row(
         p99_ms: measured.p99_us / 1e3,
         of_native: measured.per_second() / native.per_second(),
         p99_of_native: measured.p99_us / native.p99_us,
-        containers: containers.unwrap_or_default(),
+        containers,
         errors: measured.errors,
     }
 }
@@ -210,22 +287,23 @@ pub fn print(rows: &[ComposeRow]) {
 }
 
 /// The project's running containers, their CPU cgroups and addresses.
-fn containers(project: &str) -> Vec<Container> {
+async fn containers(project: &str) -> Vec<Container> {
     let ids = docker(&[
         "ps",
         "-q",
         "--filter",
         &format!("label=com.docker.compose.project={project}"),
-    ]);
-    let mut found: Vec<Container> = ids
-        .split_whitespace()
-        .map(|id| {
-            let line = docker(&[
-                "inspect",
-                "-f",
-                "{{.Id}} {{index .Config.Labels \"com.docker.compose.service\"}} {{range $net, $n := .NetworkSettings.Networks}}{{$net}}={{$n.IPAddress}} {{end}}",
-                id,
-            ]);
+    ])
+    .await;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let format = "{{.Id}} {{index .Config.Labels \"com.docker.compose.service\"}} {{range $net, $n := .NetworkSettings.Networks}}{{$net}}={{$n.IPAddress}} {{end}}";
+    let lines = docker(&[&["inspect", "-f", format], ids.as_slice()].concat()).await;
+    let mut found: Vec<Container> = lines
+        .lines()
+        .map(|line| {
             let mut words = line.split_whitespace();
             let full_id = words.next().expect("an id").to_owned();
             let service = words.next().expect("a service").to_owned();
@@ -300,18 +378,4 @@ impl Cgroup {
         };
         (used.unwrap_or(0), throttled)
     }
-}
-
-fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("cannot run docker");
-    assert!(
-        output.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 from docker")
 }

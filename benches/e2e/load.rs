@@ -152,7 +152,8 @@ function done(summary, latency, requests)
 end
 "#;
 
-/// Drives `url` with wrk: `concurrency` connections, a warm-up run first.
+/// Drives `url` with wrk: `concurrency` connections, a warm-up run first
+/// (unless the settings' warm-up is zero).
 pub async fn wrk(
     settings: &Settings,
     cpu: &CpuMeter,
@@ -185,7 +186,10 @@ pub async fn wrk(
             .unwrap_or_else(|| panic!("no summary from wrk:\n{stdout}"));
         serde_json::from_str::<serde_json::Value>(summary).expect("wrk summary is JSON")
     };
-    run(settings.warmup).await;
+    // (None when measuring a cold start, as `compose.rs` does first.)
+    if !settings.warmup.is_zero() {
+        run(settings.warmup).await;
+    }
     let from = cpu.mark();
     let summary = run(settings.duration).await;
     let to = cpu.mark();
