@@ -226,18 +226,12 @@ pub fn rabbitmqctl_command() -> (String, Vec<String>) {
 /// Runs `rabbitmqctl <args>` and returns what it printed; panics on failure.
 pub async fn rabbitmqctl(args: &[&str]) -> String {
     let (program, prefix) = rabbitmqctl_command();
-    let output = tokio::process::Command::new(&program)
-        .args(&prefix)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    crate::tools::output_of(
+        tokio::process::Command::new(&program)
+            .args(&prefix)
+            .args(args),
+    )
+    .await
 }
 
 /// The names of the queues and exchanges on the broker that start with

@@ -59,16 +59,21 @@ pub fn python_client() -> Command {
 /// Runs `docker ARGS`, which must succeed, and returns what it printed (for
 /// the benchmarks and the chaos runs that drive a Compose stack).
 pub async fn docker(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
+    output_of(tokio::process::Command::new("docker").args(args)).await
+}
+
+/// Runs `command`, which must succeed, and returns what it printed; panics
+/// naming the command and quoting its stderr otherwise.
+pub(crate) async fn output_of(command: &mut tokio::process::Command) -> String {
+    let shown = format!("{:?}", command.as_std());
+    let output = command
         .output()
         .await
-        .expect("cannot run docker");
+        .unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
     assert!(
         output.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
+        "{shown} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).expect("UTF-8 from docker")
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
