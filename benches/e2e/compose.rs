@@ -94,14 +94,17 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
         warmup: Duration::ZERO,
         ..settings.clone()
     };
+    let first_minute_url = format!("{published}/airport/{compose_id}");
     let mut first_minute = BTreeMap::new();
     for concurrency in CONCURRENCY.into_iter().rev() {
-        let url = format!("{published}/airport/{compose_id}");
         first_minute.insert(
             concurrency,
-            measure(&cold, &containers, concurrency, &url).await,
+            measure(&cold, &containers, concurrency, &first_minute_url).await,
         );
     }
+    let after = since_up.map_or(String::new(), |s| format!("{s:.0} s after up, "));
+    let first_minute_target =
+        format!("compose, published port, loopback, first minute ({after}no warm-up)");
 
     let mut stack = Stack::builder("bench-compose")
         .backends(Run::Process)
@@ -151,16 +154,8 @@ pub async fn run(settings: &Settings) -> Vec<ComposeRow> {
             ));
             if round == 1 {
                 let (measured, per_container) = &first_minute[&concurrency];
-                let target = match since_up {
-                    Some(s) => format!(
-                        "compose, published port, loopback, first minute ({s:.0} s after up, no warm-up)"
-                    ),
-                    None => {
-                        "compose, published port, loopback, first minute (no warm-up)".to_owned()
-                    }
-                };
                 rows.push(row(
-                    &target,
+                    &first_minute_target,
                     concurrency,
                     0,
                     measured,
@@ -203,8 +198,10 @@ async fn measure(
     concurrency: usize,
     url: &str,
 ) -> (Measurement, BTreeMap<String, (f64, u64)>) {
+    // The containers' CPU is read from their cgroups, not by a CpuMeter.
+    let no_processes = CpuMeter::new(Vec::new());
     let from = mark(containers);
-    let measured = load::wrk(settings, &CpuMeter::new(Vec::new()), concurrency, url, None).await;
+    let measured = load::wrk(settings, &no_processes, concurrency, url, None).await;
     let to = mark(containers);
     let per_container = containers
         .iter()
