@@ -83,6 +83,10 @@ spawn() { # name command...
   shift
   mkdir -p "$cache/logs"
   (
+    # Its own scratch directories, removed when it ends (a subshell does
+    # not run the parent's EXIT trap).
+    workdirs=()
+    trap cleanup EXIT
     started=$SECONDS
     "$@"
     echo "$((SECONDS - started)) s"
@@ -207,6 +211,11 @@ build_rust() {
     -t rust:1-bookworm "$dir/ctx"
 }
 
+build_rust_toolchain_then_rust() {
+  build_rust_toolchain
+  build_rust
+}
+
 # --- the others: one Dockerfile (and maybe an entry point) each ----------------
 build_standin() { # tag name
   local tag=$1 name=$2 dir
@@ -250,17 +259,20 @@ elif ! pulled debian:bookworm-slim; then
 fi
 await
 
-# 2. The rest, side by side.
+# 2. The rest, side by side; rust:1-bookworm right after its toolchain layer,
+#    not after the slowest of the others (it is what the first `make up`
+#    waits for longest).
 if ((need_toolchain)); then
-  log "$toolchain_tag: gcc & co. from Debian + this machine's toolchain"
-  spawn rust-toolchain build_rust_toolchain
+  log "$toolchain_tag: gcc & co. from Debian + this machine's toolchain, then rust:1-bookworm on it"
+  spawn rust build_rust_toolchain_then_rust
+elif ((need_rust)); then
+  spawn rust build_rust
 fi
 for tag in "${todo[@]}"; do
   log "$tag: standins/${standin[$tag]}.Dockerfile"
   spawn "${standin[$tag]}" build_standin "$tag" "${standin[$tag]}"
 done
 await
-if ((need_rust)); then build_rust; fi
 # The distroless stand-in's first stage, dangling now.
 docker image prune -f --filter label=airbridge.ci.scratch >/dev/null
 
