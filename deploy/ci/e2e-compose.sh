@@ -6,7 +6,8 @@
 #   2. `make up`, with env files of its own (a temporary AIRBRIDGE_ENV_DIR:
 #      the checkout's deploy/*.env are never touched): build, start, wait
 #      until every service is healthy
-#   3. our images: at most 40 MB each, no shell in them
+#   3. our images: at most 40 MB each, no shell in them, labelled with the
+#      checkout's revision
 #   4. the original system's curl scenario on the published REST port, and
 #      grpcurl on the gRPC port (reflection, airports.v1.Airports/Get)
 #   5. locked down: every container with a read-only root file system (a
@@ -87,7 +88,7 @@ ok "images built in $((SECONDS - build_start)) s"
 up_and_wait || fail "the stack did not become healthy"
 
 # --- 3. our images ----------------------------------------------------------------
-step "our images: small, no shell"
+step "our images: small, no shell, this revision"
 gateway=$(container_of gateway)
 trips=$(container_of trips)
 airports=$(container_of airports)
@@ -98,6 +99,9 @@ for id in "$gateway" "$trips" "$airports"; do
   size=$(docker image inspect -f '{{.Size}}' "$(docker inspect -f '{{.Image}}' "$id")")
   ((size <= 40000000)) || fail "$image is $((size / 1000000)) MB, more than 40 MB"
   ok "$image: $((size / 1000000)) MB"
+  revision=$(docker inspect -f '{{ index .Config.Labels "org.opencontainers.image.revision" }}' "$id")
+  [ "$revision" = "$AIRBRIDGE_REVISION" ] \
+    || fail "$image is labelled revision '$revision', the checkout is $AIRBRIDGE_REVISION"
   expect_no_shell "$id"
 done
 
