@@ -128,56 +128,72 @@ pub async fn serve_backend<S, F>(
     kind: &'static str,
     nameko_name: &'static str,
     service: F,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()>
 where
-    S: crate::rpc::Service + crate::nameko::Service + Clone,
+    S: crate::rpc::Service + crate::nameko::Service,
     F: FnOnce(crate::store::RecordStore) -> S,
 {
-    use futures_util::FutureExt;
-
     let store = crate::store::RecordStore::new(&config.redis_url, kind)
         .expect("REDIS_URL was checked when the configuration was read");
-    let metrics = match config.metrics_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
-                std::io::Error::new(
-                    err.kind(),
-                    format!("cannot listen on METRICS_ADDR={addr}: {err}"),
-                )
-            })?;
-            // Installed before the service starts, so it counts from the first call.
-            crate::prometheus::handle();
-            tracing::info!(metrics_addr = %listener.local_addr()?, "serving metrics at /metrics");
-            Some(tokio::spawn(crate::prometheus::serve(
-                listener,
-                std::future::pending(),
-            )))
-        }
-        None => None,
-    };
-    let rpc = &config.rpc;
+    let service = std::sync::Arc::new(service(store));
     let nameko = config.nameko.name(nameko_name);
-    tracing::info!(
-        namespace = rpc.topology.namespace().unwrap_or(""),
-        prefetch = rpc.prefetch,
-        nameko = nameko.unwrap_or("off"),
-        "starting"
-    );
-    let service = service(store);
-    let shutdown = shutdown.shared();
-    match nameko {
-        Some(name) => {
-            tokio::join!(
-                crate::rpc::serve(rpc, service.clone(), shutdown.clone()),
-                crate::nameko::serve(rpc, name, service, shutdown),
-            );
+    let nameko = nameko.map(|name| (name, service.clone() as _));
+    serve_backend_boxed(config, service, nameko, Box::pin(shutdown)).await
+}
+
+/// [`serve_backend`] for services behind pointers, as a boxed future, so
+/// that it is compiled once, in this crate, not in every backend's binary
+/// (`crate::rpc::serve_boxed` says why).
+#[cfg(feature = "store")]
+fn serve_backend_boxed<'a>(
+    config: &'a crate::config::BackendConfig,
+    service: std::sync::Arc<dyn crate::rpc::Service>,
+    nameko: Option<(&'a str, std::sync::Arc<dyn crate::nameko::Service>)>,
+    shutdown: futures_util::future::BoxFuture<'a, ()>,
+) -> futures_util::future::BoxFuture<'a, std::io::Result<()>> {
+    use futures_util::FutureExt;
+
+    Box::pin(async move {
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+                    std::io::Error::new(
+                        err.kind(),
+                        format!("cannot listen on METRICS_ADDR={addr}: {err}"),
+                    )
+                })?;
+                // Installed before the service starts, so it counts from the first call.
+                crate::prometheus::handle();
+                tracing::info!(metrics_addr = %listener.local_addr()?, "serving metrics at /metrics");
+                Some(tokio::spawn(crate::prometheus::serve(
+                    listener,
+                    std::future::pending(),
+                )))
+            }
+            None => None,
+        };
+        let rpc = &config.rpc;
+        tracing::info!(
+            namespace = rpc.topology.namespace().unwrap_or(""),
+            prefetch = rpc.prefetch,
+            nameko = nameko.as_ref().map_or("off", |(name, _)| name),
+            "starting"
+        );
+        let shutdown = shutdown.shared();
+        match nameko {
+            Some((name, nameko_service)) => {
+                tokio::join!(
+                    crate::rpc::serve_boxed(rpc, service, Box::pin(shutdown.clone())),
+                    crate::nameko::serve_boxed(rpc, name, nameko_service, Box::pin(shutdown)),
+                );
+            }
+            None => crate::rpc::serve_boxed(rpc, service, Box::pin(shutdown)).await,
         }
-        None => crate::rpc::serve(rpc, service, shutdown).await,
-    }
-    if let Some(metrics) = metrics {
-        metrics.abort();
-    }
-    tracing::info!("stopped");
-    Ok(())
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
 }

@@ -20,6 +20,7 @@ mod rest;
 mod telemetry;
 
 use std::future::Future;
+use std::pin::Pin;
 
 use airbridge::airports::v1::airports_nameko::AirportsVia;
 use airbridge::nameko::NamekoClient;
@@ -60,55 +61,71 @@ pub async fn serve(
     grpc: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let nameko = NamekoClient::new(config.rpc.clone(), NAMEKO_CALLER);
-    let rpc = RpcClient::new(config.rpc);
-    if let Err(status) = rpc.connect().await {
-        // Not fatal: calls answer 503 and reconnect once the broker is back.
-        tracing::warn!(
-            reason = status.message(),
-            "message broker not reachable yet"
-        );
-    }
-    let backends = BackendClients {
-        trips: TripsVia::new(&config.trips, &rpc, &nameko),
-        airports: AirportsVia::new(&config.airports, &rpc, &nameko),
-        rpc: rpc.clone(),
-    };
-    tracing::info!(
-        http_addr = %http.local_addr()?,
-        grpc_addr = %grpc.local_addr()?,
-        "serving REST and gRPC"
-    );
+    serve_boxed(config, http, grpc, Box::pin(shutdown)).await
+}
 
-    let stop = CancellationToken::new();
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            shutdown.await;
-            stop.cancel();
+/// [`serve`] as a boxed future made here, so that the server (axum's,
+/// tonic's and hyper's generics under it) is compiled once, in this crate,
+/// rather than again in every binary and test calling the generic [`serve`]:
+/// rustc compiles an `async fn`'s body where it first needs it for a
+/// concrete type (`airbridge::rpc::serve` does the same).
+fn serve_boxed(
+    config: GatewayConfig,
+    http: TcpListener,
+    grpc: TcpListener,
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>> {
+    Box::pin(async move {
+        let nameko = NamekoClient::new(config.rpc.clone(), NAMEKO_CALLER);
+        let rpc = RpcClient::new(config.rpc);
+        if let Err(status) = rpc.connect().await {
+            // Not fatal: calls answer 503 and reconnect once the broker is back.
+            tracing::warn!(
+                reason = status.message(),
+                "message broker not reachable yet"
+            );
         }
-    });
-    let connections = conn::Connections::new(config.limits.clone());
-    let rest = connections.serve(
-        http,
-        rest::router(
-            backends.clone(),
-            metrics::handle(),
-            config.limits.body_timeout,
-        ),
-        Some(rest::refusal()),
-        stop.clone(),
-    );
-    let grpc = grpc::serve(
-        grpc,
-        backends,
-        connections.clone(),
-        &config.grpc_web_origins,
-        stop,
-    );
-    tokio::join!(rest, grpc);
-    rpc.close().await;
-    nameko.close().await;
-    tracing::info!("stopped");
-    Ok(())
+        let backends = BackendClients {
+            trips: TripsVia::new(&config.trips, &rpc, &nameko),
+            airports: AirportsVia::new(&config.airports, &rpc, &nameko),
+            rpc: rpc.clone(),
+        };
+        tracing::info!(
+            http_addr = %http.local_addr()?,
+            grpc_addr = %grpc.local_addr()?,
+            "serving REST and gRPC"
+        );
+
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
+        });
+        let connections = conn::Connections::new(config.limits.clone());
+        let rest = connections.serve(
+            http,
+            rest::router(
+                backends.clone(),
+                metrics::handle(),
+                config.limits.body_timeout,
+            ),
+            Some(rest::refusal()),
+            stop.clone(),
+        );
+        let grpc = grpc::serve(
+            grpc,
+            backends,
+            connections.clone(),
+            &config.grpc_web_origins,
+            stop,
+        );
+        tokio::join!(rest, grpc);
+        rpc.close().await;
+        nameko.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
 }

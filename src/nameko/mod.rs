@@ -35,6 +35,8 @@ pub use client::NamekoClient;
 pub use error::{CallError, RemoteError, answered, not_found};
 pub use json::{FromJson, JsonObject, ToJson, object, read, to_json};
 pub use server::serve;
+#[cfg(feature = "store")]
+pub(crate) use server::serve_boxed;
 pub use topology::{EXCHANGE, dead_letter_queue, queue};
 
 /// A JSON value, as nameko carries arguments and results.

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -42,26 +43,40 @@ pub async fn serve<S: Service>(
     config: &RpcConfig,
     name: &str,
     service: S,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
 ) {
-    let serving = Serving::new(service);
-    let consumer = keep_consuming(
-        &config.broker,
-        &queue(name),
-        &format!("airbridge nameko {name}"),
-        |connection| Consumer::open(connection, config, name, serving.clone()),
-        shutdown,
-    )
-    .await;
-    match consumer {
-        Some(consumer) => consumer.stop().await,
-        None => serving.finish().await,
-    }
+    serve_boxed(config, name, Arc::new(service), Box::pin(shutdown)).await
+}
+
+/// [`serve`] for a service behind a pointer, as a boxed future, so that the
+/// server is compiled once, in this crate (`crate::rpc::serve_boxed` says
+/// why).
+pub(crate) fn serve_boxed<'a>(
+    config: &'a RpcConfig,
+    name: &'a str,
+    service: Arc<dyn Service>,
+    shutdown: BoxFuture<'a, ()>,
+) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let serving = Serving::new(service);
+        let consumer = keep_consuming(
+            &config.broker,
+            &queue(name),
+            &format!("airbridge nameko {name}"),
+            |connection| Consumer::open(connection, config, name, serving.clone()),
+            shutdown,
+        )
+        .await;
+        match consumer {
+            Some(consumer) => consumer.stop().await,
+            None => serving.finish().await,
+        }
+    })
 }
 
 /// One connection consuming a nameko service queue.
-struct Consumer<S> {
-    serving: Serving<S>,
+struct Consumer {
+    serving: Serving<dyn Service>,
     connection: Connection,
     /// Where calls are shared out to the handlers.
     handler: Handler,
@@ -80,12 +95,12 @@ struct Handler {
     settled: mpsc::UnboundedSender<Settled>,
 }
 
-impl<S: Service> Consumer<S> {
+impl Consumer {
     async fn open(
         connection: Connection,
         config: &RpcConfig,
         name: &str,
-        serving: Serving<S>,
+        serving: Serving<dyn Service>,
     ) -> Result<Self, OpenError> {
         let channel = connection.create_channel().await?;
         declare_service(&channel, name).await?;
@@ -134,7 +149,7 @@ impl<S: Service> Consumer<S> {
     }
 }
 
-impl<S: Service> Consume for Consumer<S> {
+impl Consume for Consumer {
     async fn run(&self) {
         let Serving {
             service,
@@ -165,7 +180,7 @@ impl<S: Service> Consume for Consumer<S> {
 
 impl Handler {
     /// Answers one delivery, then has it acknowledged or dead-lettered.
-    async fn handle<S: Service>(self, service: Arc<S>, delivery: Delivery) {
+    async fn handle(self, service: Arc<dyn Service>, delivery: Delivery) {
         let call_ids = call_id_stack(delivery.properties.headers());
         let span = tracing::info_span!("nameko", service = %self.service, routing_key = %delivery.routing_key, call_ids);
         async move {

@@ -48,6 +48,8 @@ pub use topology::{DELIVERY_LIMIT, QueueType, Topology, declare};
 // Shared with the nameko transport (`crate::nameko`), which acknowledges,
 // guards against looping requests and names its metrics the same way.
 pub(crate) use acks::{Settled, run as run_acks};
+#[cfg(feature = "store")]
+pub(crate) use server::serve_boxed;
 pub(crate) use server::{MAX_REDELIVERIES, Serving};
 pub(crate) use topology::DEAD_LETTER_LIMIT;
 

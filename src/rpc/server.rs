@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -45,39 +46,62 @@ use crate::broker::{Consume, OpenError, keep_consuming};
 /// several, `crate::broker`) and declares and consumes anew; requests that
 /// were in flight are redelivered by the broker. On shutdown it stops
 /// consuming, finishes the calls in flight, and closes its connections.
-pub async fn serve<S: Service>(config: &RpcConfig, service: S, shutdown: impl Future<Output = ()>) {
-    let serving = Serving::new(service);
-    let queue = config.topology.queue(serving.service.name());
-    telemetry::serving(serving.service.name());
-    let replies = Arc::new(Replies::new(
-        config.broker.clone(),
-        format!("airbridge {queue} replies"),
-    ));
-    let consumer = keep_consuming(
-        &config.broker,
-        &queue,
-        &format!("airbridge {queue}"),
-        |connection| Consumer::open(connection, config, serving.clone(), replies.clone()),
-        shutdown,
-    )
-    .await;
-    match consumer {
-        Some(consumer) => consumer.stop().await,
-        None => serving.finish().await,
-    }
-    replies.close().await;
+pub async fn serve<S: Service>(
+    config: &RpcConfig,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    serve_boxed(config, Arc::new(service), Box::pin(shutdown)).await
+}
+
+/// [`serve`] for a service behind a pointer, as a boxed future.
+///
+/// Boxed here because rustc compiles an `async fn`'s body in the crate that
+/// first needs it for a concrete type: awaited straight from the generic
+/// [`serve`], the whole server (the consumer, and lapin's and tokio's
+/// generics under it) was compiled again in every binary serving a service,
+/// most of each backend's build. Made into a `dyn Future` here, it is
+/// compiled once, in this crate. (`crate::nameko`, `crate::app` and the
+/// gateway do the same.)
+pub(crate) fn serve_boxed<'a>(
+    config: &'a RpcConfig,
+    service: Arc<dyn Service>,
+    shutdown: BoxFuture<'a, ()>,
+) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let serving = Serving::new(service);
+        let queue = config.topology.queue(serving.service.name());
+        telemetry::serving(serving.service.name());
+        let replies = Arc::new(Replies::new(
+            config.broker.clone(),
+            format!("airbridge {queue} replies"),
+        ));
+        let consumer = keep_consuming(
+            &config.broker,
+            &queue,
+            &format!("airbridge {queue}"),
+            |connection| Consumer::open(connection, config, serving.clone(), replies.clone()),
+            shutdown,
+        )
+        .await;
+        match consumer {
+            Some(consumer) => consumer.stop().await,
+            None => serving.finish().await,
+        }
+        replies.close().await;
+    })
 }
 
 /// What a server keeps across its connections: the service, the calls in
 /// flight (they outlive the connection they came on) and the redelivery
-/// count.
-pub(crate) struct Serving<S> {
+/// count. `S` is the server's service trait object.
+pub(crate) struct Serving<S: ?Sized> {
     pub(crate) service: Arc<S>,
     pub(crate) in_flight: TaskTracker,
     pub(crate) redeliveries: Arc<Redeliveries>,
 }
 
-impl<S> Clone for Serving<S> {
+impl<S: ?Sized> Clone for Serving<S> {
     fn clone(&self) -> Self {
         Self {
             service: self.service.clone(),
@@ -87,10 +111,10 @@ impl<S> Clone for Serving<S> {
     }
 }
 
-impl<S> Serving<S> {
-    pub(crate) fn new(service: S) -> Self {
+impl<S: ?Sized> Serving<S> {
+    pub(crate) fn new(service: Arc<S>) -> Self {
         Self {
-            service: Arc::new(service),
+            service,
             in_flight: TaskTracker::new(),
             redeliveries: Arc::default(),
         }
@@ -156,8 +180,8 @@ impl Redeliveries {
 }
 
 /// One connection consuming a service queue.
-struct Consumer<S> {
-    serving: Serving<S>,
+struct Consumer {
+    serving: Serving<dyn Service>,
     connection: Connection,
     channel: Channel,
     consumer: lapin::Consumer,
@@ -167,11 +191,11 @@ struct Consumer<S> {
     acker: tokio::task::JoinHandle<()>,
 }
 
-impl<S: Service> Consumer<S> {
+impl Consumer {
     async fn open(
         connection: Connection,
         config: &RpcConfig,
-        serving: Serving<S>,
+        serving: Serving<dyn Service>,
         replies: Arc<Replies>,
     ) -> Result<Self, OpenError> {
         let service = serving.service.name();
@@ -217,7 +241,7 @@ impl<S: Service> Consumer<S> {
     }
 }
 
-impl<S: Service> Consume for Consumer<S> {
+impl Consume for Consumer {
     async fn run(&self) {
         let Serving {
             service,
@@ -259,10 +283,10 @@ impl<S: Service> Consume for Consumer<S> {
 }
 
 /// Answers one delivery, then has it acknowledged or rejected.
-async fn handle<S: Service>(
+async fn handle(
     channel: Channel,
     replies: Arc<Replies>,
-    service: Arc<S>,
+    service: Arc<dyn Service>,
     delivery: Delivery,
     settled: mpsc::UnboundedSender<Settled>,
 ) {
@@ -295,9 +319,9 @@ enum Outcome {
 
 /// Answers one request; says how it ended (an expired one, dropped, as
 /// `DEADLINE_EXCEEDED`) and how to settle it.
-async fn answer<S: Service>(
+async fn answer(
     to: Publisher<'_>,
-    service: Arc<S>,
+    service: Arc<dyn Service>,
     delivery: &Delivery,
 ) -> (Result<(), Status>, Option<Outcome>) {
     let reply_to = delivery.properties.reply_to().clone();

@@ -22,7 +22,7 @@ pub use crate::service::{KIND, TripsService};
 /// cannot listen on `METRICS_ADDR`.
 pub async fn serve(
     config: &BackendConfig,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     app::serve_backend(
         config,
