@@ -11,8 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 ensure_env_files
 require_base_images
-log "building the images with $compose_cmd"
-compose build
+build_images || die "the images did not build: see above (make down stops what started)"
 log "starting the stack (project $AIRBRIDGE_PROJECT)"
 if ! up_and_wait "$@"; then
   die "the stack did not become healthy: see above"

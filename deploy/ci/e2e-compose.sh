@@ -83,7 +83,7 @@ trap teardown EXIT
 ensure_env_files
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 build_start=$SECONDS
-compose build || fail "the images did not build"
+build_images || fail "the images did not build"
 ok "images built in $((SECONDS - build_start)) s"
 up_and_wait || fail "the stack did not become healthy"
 

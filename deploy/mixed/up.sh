@@ -20,8 +20,7 @@ log "building the original system's wheels (nameko 2.14) into deploy/mixed/wheel
 
 ensure_env_files
 require_base_images
-log "building the images with $compose_cmd"
-compose build
+build_images || die "the images did not build: see above (make down stops what started)"
 log "starting the mixed stack (project $AIRBRIDGE_PROJECT)"
 if ! up_and_wait "$@"; then
   die "the mixed stack did not become healthy: see above, and 'AIRBRIDGE_STACK=mixed deploy/compose.sh logs'"
