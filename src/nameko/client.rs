@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -127,20 +128,16 @@ impl NamekoClient {
             deadline,
         };
         let started = Instant::now();
-        let answer = tokio::time::timeout_at(deadline.into(), async {
-            let session = self.session(deadline).await?;
-            session.ensure_consumer(service).await?;
-            session.call(service, request).await
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(Status::deadline_exceeded(format!(
-                "{service}.{} got no reply within {} ms",
-                method.name,
-                timeout.as_millis()
-            )))
-        })
-        .and_then(|body| read_reply(service, method, &body));
+        let answer = tokio::time::timeout_at(deadline.into(), self.send(service, request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "{service}.{} got no reply within {} ms",
+                    method.name,
+                    timeout.as_millis()
+                )))
+            })
+            .and_then(|body| read_reply(service, method, &body));
         metrics::histogram!(
             "nameko_client_duration_seconds",
             "service" => service.to_owned(),
@@ -151,14 +148,32 @@ impl NamekoClient {
         answer
     }
 
-    async fn session(&self, deadline: Instant) -> Result<Arc<Session>, Status> {
-        let caller = &self.inner.caller;
-        let (session, _) = self
-            .inner
-            .session
-            .get(deadline, |connection| Session::open(connection, caller))
-            .await?;
-        Ok(session)
+    /// Everything of a call that touches the broker. Boxed, as
+    /// [`Self::session`] is, so this code and lapin's under it are compiled
+    /// once, in this crate, not again in each crate that calls (as
+    /// `crate::rpc`'s client does).
+    fn send<'a>(
+        &'a self,
+        service: &'a str,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Vec<u8>, Status>> {
+        Box::pin(async move {
+            let session = self.session(request.deadline).await?;
+            session.ensure_consumer(service).await?;
+            session.call(service, request).await
+        })
+    }
+
+    fn session(&self, deadline: Instant) -> BoxFuture<'_, Result<Arc<Session>, Status>> {
+        Box::pin(async move {
+            let caller = &self.inner.caller;
+            let (session, _) = self
+                .inner
+                .session
+                .get(deadline, |connection| Session::open(connection, caller))
+                .await?;
+            Ok(session)
+        })
     }
 }
 

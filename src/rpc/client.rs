@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use lapin::Confirmation;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -150,20 +151,29 @@ impl RpcClient {
         reply.map(Response::new)
     }
 
-    async fn send(&self, call: OutgoingCall) -> Result<Vec<u8>, Status> {
-        let session = self.session(call.deadline).await?;
-        let queue = self.inner.config.topology.queue(call.service);
-        session.ensure_consumer(&queue).await?;
-        session.call(&queue, call).await
+    /// Everything of a call that touches the broker. Boxed, as [`Self::session`]
+    /// is, so this code and lapin's under it are compiled once, in this crate:
+    /// rustc compiles an async fn's body again in each crate whose generic
+    /// code (here `unary`, instantiated by the generated stubs' callers)
+    /// reaches it. One allocation per call.
+    fn send(&self, call: OutgoingCall) -> BoxFuture<'_, Result<Vec<u8>, Status>> {
+        Box::pin(async move {
+            let session = self.session(call.deadline).await?;
+            let queue = self.inner.config.topology.queue(call.service);
+            session.ensure_consumer(&queue).await?;
+            session.call(&queue, call).await
+        })
     }
 
     /// The live session, connecting first when there is none.
-    async fn session(&self, deadline: Instant) -> Result<Arc<Session>, Status> {
-        let (session, connected) = self.inner.session.get(deadline, Session::open).await?;
-        if connected != Connected::Already {
-            telemetry::connected(connected == Connected::Again);
-        }
-        Ok(session)
+    fn session(&self, deadline: Instant) -> BoxFuture<'_, Result<Arc<Session>, Status>> {
+        Box::pin(async move {
+            let (session, connected) = self.inner.session.get(deadline, Session::open).await?;
+            if connected != Connected::Already {
+                telemetry::connected(connected == Connected::Again);
+            }
+            Ok(session)
+        })
     }
 }
 
