@@ -151,29 +151,33 @@ impl NamekoClient {
     /// Everything of a call that touches the broker. Boxed, as
     /// [`Self::session`] is, so this code and lapin's under it are compiled
     /// once, in this crate, not again in each crate that calls (as
-    /// `crate::rpc`'s client does).
+    /// `crate::rpc`'s client does). One allocation per call.
     fn send<'a>(
         &'a self,
         service: &'a str,
         request: Request,
     ) -> BoxFuture<'a, Result<Vec<u8>, Status>> {
         Box::pin(async move {
-            let session = self.session(request.deadline).await?;
+            let session = self.live_session(request.deadline).await?;
             session.ensure_consumer(service).await?;
             session.call(service, request).await
         })
     }
 
+    /// [`Self::live_session`], boxed (for `connect`, as `send` is).
     fn session(&self, deadline: Instant) -> BoxFuture<'_, Result<Arc<Session>, Status>> {
-        Box::pin(async move {
-            let caller = &self.inner.caller;
-            let (session, _) = self
-                .inner
-                .session
-                .get(deadline, |connection| Session::open(connection, caller))
-                .await?;
-            Ok(session)
-        })
+        Box::pin(self.live_session(deadline))
+    }
+
+    /// The live session, connecting first when there is none.
+    async fn live_session(&self, deadline: Instant) -> Result<Arc<Session>, Status> {
+        let caller = &self.inner.caller;
+        let (session, _) = self
+            .inner
+            .session
+            .get(deadline, |connection| Session::open(connection, caller))
+            .await?;
+        Ok(session)
     }
 }
 

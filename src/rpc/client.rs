@@ -158,22 +158,25 @@ impl RpcClient {
     /// reaches it. One allocation per call.
     fn send(&self, call: OutgoingCall) -> BoxFuture<'_, Result<Vec<u8>, Status>> {
         Box::pin(async move {
-            let session = self.session(call.deadline).await?;
+            let session = self.live_session(call.deadline).await?;
             let queue = self.inner.config.topology.queue(call.service);
             session.ensure_consumer(&queue).await?;
             session.call(&queue, call).await
         })
     }
 
-    /// The live session, connecting first when there is none.
+    /// [`Self::live_session`], boxed (for `connect`, as `send` is).
     fn session(&self, deadline: Instant) -> BoxFuture<'_, Result<Arc<Session>, Status>> {
-        Box::pin(async move {
-            let (session, connected) = self.inner.session.get(deadline, Session::open).await?;
-            if connected != Connected::Already {
-                telemetry::connected(connected == Connected::Again);
-            }
-            Ok(session)
-        })
+        Box::pin(self.live_session(deadline))
+    }
+
+    /// The live session, connecting first when there is none.
+    async fn live_session(&self, deadline: Instant) -> Result<Arc<Session>, Status> {
+        let (session, connected) = self.inner.session.get(deadline, Session::open).await?;
+        if connected != Connected::Already {
+            telemetry::connected(connected == Connected::Again);
+        }
+        Ok(session)
     }
 }
 
