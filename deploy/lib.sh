@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034
 # Sourced by deploy/up.sh, deploy/compose.sh and deploy/ci/e2e-compose.sh:
-# the Compose command, the env files, the base images, waiting for health and
+# the Compose command, the env files, the base images, building the images (the
+# broker and the stores starting meanwhile), waiting for health and
 # explaining a service that is not healthy.
 #
 # Environment: AIRBRIDGE_STACK (`cluster`: the 3-node RabbitMQ cluster of
@@ -181,22 +182,21 @@ require_base_images() {
 
 # --- build -------------------------------------------------------------------
 
-# The stack's services that Compose builds (a `build:` section), or with
-# `pulled` the others (the broker, the stores), in the merged configuration's
-# order.
-stack_services() { # built | pulled
-  compose config | awk -v want="$1" '
+# The stack's services that Compose does not build (no `build:` section: the
+# broker, the stores), in the merged configuration's order.
+pulled_services() {
+  compose config | awk '
     /^[^ ]/ { in_services = ($0 == "services:"); next }
     in_services && /^  [^ ]/ { name = substr($1, 1, length($1) - 1); names[++n] = name; next }
     in_services && /^    build:/ { built[name] = 1 }
-    END { for (i = 1; i <= n; i++) if ((names[i] in built) == (want == "built")) print names[i] }'
+    END { for (i = 1; i <= n; i++) if (!(names[i] in built)) print names[i] }'
 }
 
 # `up -d` of the services that need no build (never an empty list: that
 # would start, and build, everything).
 start_pulled_services() {
   local services
-  services=$(stack_services pulled)
+  services=$(pulled_services)
   # shellcheck disable=SC2086  # one word per service
   [ -z "$services" ] || compose up -d $services
 }
